@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -115,3 +116,6 @@ func SHA256Hex(data []byte) string {
 	s := sha256.Sum256(data)
 	return hex.EncodeToString(s[:])
 }
+
+// LogValue logs a content address in its string form.
+func (b BlobID) LogValue() slog.Value { return slog.StringValue(b.String()) }

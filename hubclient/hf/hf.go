@@ -11,6 +11,7 @@ package hf
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -171,3 +172,6 @@ func (p Path) Base() string {
 	s := string(p)
 	return s[strings.LastIndexByte(s, '/')+1:]
 }
+
+// LogValue logs a repository as "{type}/{id}".
+func (r Repo) LogValue() slog.Value { return slog.StringValue(r.Key()) }

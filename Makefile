@@ -1,0 +1,41 @@
+# hfcache — the front door. `make run` starts a node, `make test` installs
+# what the tests need and runs them all.
+GO      ?= go
+BIN     := bin/hfcache
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build run test deps check vet fmt clean fakehub
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hfcache
+
+# A node on the defaults: data under ./hfcache-data, upstream https://huggingface.co.
+run: build
+	./$(BIN) serve
+
+# The fake Hub with demo repositories, for trying the cache without internet.
+fakehub:
+	$(GO) run ./test/fakehub/cmd/fakehub
+
+# Everything the tests need: Go modules and the pinned npm packages of the
+# real Hugging Face client the end-to-end tests drive.
+deps:
+	$(GO) mod download
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+		(echo "installing Node.js from Debian's packages"; apt-get update -qq && apt-get install -y -qq nodejs npm)
+	cd test/js && npm ci --no-audit --no-fund --loglevel=error
+
+check: vet
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test: deps check
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+clean:
+	rm -rf bin

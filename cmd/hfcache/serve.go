@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/node/store"
+	"github.com/spf13/cobra"
+)
+
+type serveFlags struct {
+	dataDir       string
+	listen        string
+	adminListen   string
+	upstream      string
+	upstreamToken string
+	access        string
+	cacheSize     string
+	refTTL        time.Duration
+	authTTL       time.Duration
+	nodeName      string
+	logLevel      string
+	logFormat     string
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a cache node",
+		Long: `Run a cache node. Point Hugging Face clients at its client address:
+  HF_ENDPOINT=http://localhost:8080 hf download gpt2
+
+Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
+--upstream-token also falls back to HF_TOKEN.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			if f.upstreamToken == "" {
+				f.upstreamToken = os.Getenv("HF_TOKEN")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, f)
+		},
+	}
+	host, _ := os.Hostname()
+	fs := cmd.Flags()
+	fs.StringVar(&f.dataDir, "data-dir", "./hfcache-data", "directory for cached blobs and metadata")
+	fs.StringVar(&f.listen, "listen", ":8080", "client HTTP address (the Hugging Face API)")
+	fs.StringVar(&f.adminListen, "admin-listen", ":8081", "admin HTTP address (health, store stats, pprof)")
+	fs.StringVar(&f.upstream, "upstream", "https://huggingface.co", "URL of the upstream Hub (the default remote)")
+	fs.StringVar(&f.upstreamToken, "upstream-token", "", "Hub token of the default remote (also HF_TOKEN); never logged")
+	fs.StringVar(&f.access, "access", "caller", "who may read gated/private content: caller (each caller's own token is checked by the Hub) or remote (the upstream token serves callers who send none)")
+	fs.StringVar(&f.cacheSize, "cache-size", "", "byte budget for cached blobs, e.g. 200GiB (default: 80% of the data dir's free space at start)")
+	fs.DurationVar(&f.refTTL, "ref-ttl", 60*time.Second, "how long a branch or tag → commit resolution is trusted")
+	fs.DurationVar(&f.authTTL, "auth-ttl", 5*time.Minute, "how long the Hub's acceptance of a caller's token for a gated/private repo is trusted")
+	fs.StringVar(&f.nodeName, "node-name", host, "this node's name")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+// serve wires a node and runs it until ctx ends.
+func serve(ctx context.Context, f serveFlags) error {
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	if u, err := url.Parse(f.upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--upstream %q: want an http(s) URL", f.upstream)
+	}
+	if f.access != "caller" && f.access != "remote" {
+		return fmt.Errorf("--access %q: use caller or remote", f.access)
+	}
+	dataDir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	budget, err := budgetFor(f.cacheSize, dataDir)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(store.Config{Dir: filepath.Join(dataDir, "store"), Budget: budget, Logger: log.With("component", "store"), Now: time.Now})
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer st.Close()
+
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = f.upstream
+	hcfg.UserAgent = "hfcache/" + version
+	hcfg.Logger = log.With("component", "hubclient")
+	hub, err := hubclient.New(hcfg)
+	if err != nil {
+		return err
+	}
+	defer hub.Close()
+
+	ncfg := node.DefaultConfig()
+	ncfg.Name = f.nodeName
+	ncfg.RefTTL = f.refTTL
+	ncfg.AuthTTL = f.authTTL
+	ncfg.RemoteToken = f.upstreamToken
+	ncfg.RemoteAccess = f.access == "remote"
+	ncfg.Logger = log.With("component", "node")
+	n, err := node.New(ncfg, hub, st)
+	if err != nil {
+		return err
+	}
+
+	clientLn, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", f.adminListen)
+	if err != nil {
+		clientLn.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	client := &http.Server{
+		Handler:           httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	admin := &http.Server{
+		Handler: httpapi.NewAdmin(n, func() httpapi.StoreStats {
+			s := st.Stats()
+			return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- client.Serve(clientLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	log.Info("hfcache serving",
+		"client_addr", clientLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"upstream", f.upstream, "upstream_token_set", f.upstreamToken != "", "access", f.access,
+		"data_dir", dataDir, "cache_budget", budget, "version", version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+		log.Error("server stopped", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client.Shutdown(sctx)
+	admin.Shutdown(sctx)
+	n.Shutdown(sctx)
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+func budgetFor(flag, dataDir string) (int64, error) {
+	if flag != "" {
+		b, err := parseSize(flag)
+		if err != nil {
+			return 0, fmt.Errorf("--cache-size: %w", err)
+		}
+		if b <= 0 {
+			return 0, errors.New("--cache-size must be positive")
+		}
+		return b, nil
+	}
+	return defaultBudget(dataDir)
+}

@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node"
+)
+
+// serveFile answers HEAD and GET of /{repo}/resolve/{rev}/{path}.
+//
+// HEAD is answered from metadata alone (a cold file is never downloaded to
+// answer it). GET serves a complete blob with http.ServeContent (ranges,
+// conditionals, sendfile) or streams a blob that is being filled.
+func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, fr *fileRoute) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, errMethodNotAllowed)
+		return
+	}
+	if fr.Kind == "raw" {
+		// Raw git content (the LFS pointer for LFS files): small, passed through.
+		c.passthrough(w, r, r.URL.EscapedPath()[len(c.cfg.BasePath):])
+		return
+	}
+	f, err := c.node.Resolve(r.Context(), node.FileRequest{Repo: fr.Repo, Revision: fr.Rev, Path: fr.Path, Token: bearer(r)})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	etag := f.Blob.ETag()
+	h := w.Header()
+	h.Set(hf.HeaderRepoCommit, f.Commit)
+	h.Set("ETag", etag)
+	if f.Blob.LFS() {
+		h.Set(hf.HeaderLinkedETag, etag)
+	}
+	h.Set(hf.HeaderLinkedSize, strconv.FormatInt(f.Size, 10))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", f.ContentType)
+	if r.URL.Query().Get("noContentDisposition") == "" {
+		h.Set("Content-Disposition", f.ContentDisposition)
+	}
+	if f.Stale {
+		h.Set(headerStale, "1")
+	}
+
+	if r.Method == http.MethodHead {
+		if notModified(w, r, etag) {
+			return
+		}
+		h.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+
+	content, err := c.node.Open(r.Context(), f)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer content.Close()
+	h.Set(headerSource, content.Source)
+	if file, ok := content.File(); ok {
+		http.ServeContent(w, r, "", time.Time{}, file)
+		return
+	}
+	c.serveStream(w, r, content, etag)
+}
+
+// serveStream serves a blob that is still being filled (or passed through),
+// with the same Range and conditional semantics as http.ServeContent.
+func (c *Client) serveStream(w http.ResponseWriter, r *http.Request, content *node.Content, etag string) {
+	if notModified(w, r, etag) {
+		return
+	}
+	size := content.Size
+	br, status := byteRange{0, size}, http.StatusOK
+	rangeHdr := r.Header.Get("Range")
+	if ir := r.Header.Get("If-Range"); ir != "" && !etagMatches(ir, etag) {
+		rangeHdr = ""
+	}
+	if rangeHdr != "" {
+		ranges, err := parseRanges(rangeHdr, size)
+		switch {
+		case errors.Is(err, errRangeUnsatisfied):
+			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			http.Error(w, err.Error(), http.StatusRequestedRangeNotSatisfiable)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusRequestedRangeNotSatisfiable)
+			return
+		case len(ranges) == 1:
+			// Several ranges (which no HF client sends) get the whole file:
+			// a server may ignore Range, and that is better than guessing.
+			br, status = ranges[0], http.StatusPartialContent
+		}
+	}
+	rd, err := content.Reader(r.Context(), br.start, br.end)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rd.Close()
+
+	// Read the first bytes before committing to a status, so an upstream
+	// that fails at once is reported in the Hub's error shape.
+	buf := make([]byte, 256<<10)
+	var first int
+	if br.end > br.start {
+		first, err = io.ReadAtLeast(rd, buf, 1)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Length", strconv.FormatInt(br.end-br.start, 10))
+	if status == http.StatusPartialContent {
+		h.Set("Content-Range", "bytes "+strconv.FormatInt(br.start, 10)+"-"+strconv.FormatInt(br.end-1, 10)+"/"+strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(status)
+	if _, err := w.Write(buf[:first]); err != nil {
+		return
+	}
+	http.NewResponseController(w).Flush()
+	if _, err := io.CopyBuffer(writerOnly{w}, rd, buf); err != nil {
+		if r.Context().Err() == nil {
+			c.log.Warn("aborting response", "path", r.URL.Path, "err", err)
+		}
+		// The client must see a broken transfer, never a short file that
+		// looks complete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses the given buffer.
+type writerOnly struct{ io.Writer }

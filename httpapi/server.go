@@ -1,0 +1,174 @@
+// Package httpapi is hfcache's HTTP surface: the Hugging Face Hub API that
+// clients point HF_ENDPOINT / hubUrl at, served under a distribution's base
+// path, and the admin API.
+//
+// The client routes answer exactly as huggingface.co does — the same status
+// codes, the same X-Repo-Commit / ETag / X-Linked-* headers, the same
+// X-Error-Code errors — except that files always come from the cache with a
+// 200 or 206 (never a redirect to a CDN the client would then fetch from
+// directly), and Xet is hidden so clients download over plain HTTP.
+//
+// Untrusted input (repo ids, revisions, paths) is parsed here, once, into
+// the typed values of package hf; the node never sees raw strings.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/hfcache/hfcache/node"
+)
+
+// Node is what the HTTP layer needs from a node.
+type Node interface {
+	Name() string
+	Resolve(ctx context.Context, req node.FileRequest) (*node.File, error)
+	Open(ctx context.Context, f *node.File) (*node.Content, error)
+	API(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
+	Passthrough(ctx context.Context, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error)
+}
+
+var _ Node = (*node.Node)(nil)
+
+// Config configures the client handler.
+type Config struct {
+	// BasePath is the distribution's path prefix ("" serves at the root,
+	// "/hf" serves HF_ENDPOINT=http://host:8080/hf).
+	BasePath string
+	Logger   *slog.Logger
+}
+
+// Client serves the Hub API to HF clients.
+type Client struct {
+	cfg  Config
+	node Node
+	log  *slog.Logger
+}
+
+// NewClient builds the client-facing handler.
+func NewClient(cfg Config, n Node) *Client {
+	cfg.BasePath = "/" + strings.Trim(cfg.BasePath, "/")
+	if cfg.BasePath == "/" {
+		cfg.BasePath = ""
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Client{cfg: cfg, node: n, log: cfg.Logger}
+}
+
+// ServeHTTP routes a client request.
+func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set(hfRequestID, newRequestID())
+	h.Set(headerNode, c.node.Name())
+	setCORS(h)
+
+	p := r.URL.EscapedPath()
+	if p == "/-/health" {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": c.node.Name()})
+		return
+	}
+	if r.Method == http.MethodOptions {
+		preflight(w)
+		return
+	}
+	rel, ok := c.stripBase(p)
+	if !ok {
+		writeError(w, errNotFound)
+		return
+	}
+	rt, err := parseRoute(rel)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case rt.file != nil:
+		c.serveFile(w, r, rt.file)
+	case rt.api != nil:
+		c.serveRepoAPI(w, r, rt.api)
+	default:
+		c.passthrough(w, r, rt.other)
+	}
+}
+
+// stripBase removes the distribution's base path from an escaped path.
+func (c *Client) stripBase(p string) (string, bool) {
+	if c.cfg.BasePath == "" {
+		return p, true
+	}
+	// Tolerate duplicate slashes anywhere, including inside the prefix.
+	norm := "/" + strings.Join(splitSegments(p), "/")
+	rest, ok := strings.CutPrefix(norm, c.cfg.BasePath)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	return rest, true
+}
+
+// externalBase is this distribution's URL as the client reached it, for
+// Link headers: scheme, host and base path.
+func (c *Client) externalBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && !strings.ContainsAny(fh, "/<> \t,") {
+		host = fh
+	}
+	return scheme + "://" + host + c.cfg.BasePath
+}
+
+// bearer is the caller's Hub token, if any.
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// Response headers this cache adds.
+const (
+	hfRequestID   = "X-Request-Id"
+	headerNode    = "X-Hfcache-Node"
+	headerSource  = "X-Hfcache-Source"
+	headerStale   = "X-Hfcache-Stale"
+	exposeHeaders = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, Content-Length, X-Linked-Size, X-Linked-ETag, X-Hfcache-Node, X-Hfcache-Source, X-Hfcache-Stale"
+)
+
+func setCORS(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", exposeHeaders)
+}
+
+func preflight(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Range, Accept, Content-Type, If-None-Match, If-Range, User-Agent")
+	h.Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// accessCache remembers what the Hub said about who may read a repository,
+// so cached content of a gated or private repository is only served to
+// callers whose own token the Hub accepted recently.
+//
+//   - A repository is public once the Hub served it to an anonymous request.
+//   - A (token, repository) pair is granted for the auth TTL once the Hub
+//     served that repository to a request carrying the token.
+//
+// Anything else goes to the Hub, with the caller's token, before a byte of
+// cached content is served. Tokens are kept only as hashes.
+type accessCache struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	public map[string]time.Time // repo key → when last seen public
+	grants map[grantKey]time.Time
+}
+
+type grantKey struct {
+	token string // hash of the token
+	repo  string
+}
+
+func newAccessCache(now func() time.Time) *accessCache {
+	return &accessCache{now: now, public: make(map[string]time.Time), grants: make(map[grantKey]time.Time)}
+}
+
+// tokenHash is how a token is remembered: never in the clear.
+func tokenHash(token string) string {
+	s := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(s[:16])
+}
+
+// allowed reports whether a caller with token may read repoKey without
+// asking the Hub, given a freshness window ttl.
+func (a *accessCache) allowed(repoKey, token string, ttl time.Duration) bool {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at, ok := a.public[repoKey]; ok && now.Sub(at) < ttl {
+		return true
+	}
+	if token == "" {
+		return false
+	}
+	at, ok := a.grants[grantKey{tokenHash(token), repoKey}]
+	return ok && now.Sub(at) < ttl
+}
+
+// everPublic reports whether repoKey was ever seen public (used while the Hub
+// is unreachable: public content stays available, gated content does not).
+func (a *accessCache) everPublic(repoKey string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.public[repoKey]
+	return ok
+}
+
+// accepted records that the Hub served repoKey to a request with token.
+func (a *accessCache) accepted(repoKey, token string) {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if token == "" {
+		a.public[repoKey] = now
+		return
+	}
+	if len(a.grants) > 100_000 {
+		for k, at := range a.grants {
+			if now.Sub(at) > time.Hour {
+				delete(a.grants, k)
+			}
+		}
+	}
+	a.grants[grantKey{tokenHash(token), repoKey}] = now
+}
+
+// refused records that the Hub refused repoKey to a request with token.
+func (a *accessCache) refused(repoKey, token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if token == "" {
+		delete(a.public, repoKey)
+		return
+	}
+	delete(a.grants, grantKey{tokenHash(token), repoKey})
+}

@@ -1,0 +1,239 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+)
+
+// API endpoints of a repository that the node caches.
+const (
+	EndpointInfo      = "info"       // /api/{type}s/{id} and /api/{type}s/{id}/revision/{rev}
+	EndpointTree      = "tree"       // /api/{type}s/{id}/tree/{rev}[/{path}]
+	EndpointPathsInfo = "paths-info" // POST /api/{type}s/{id}/paths-info/{rev}
+)
+
+// APIRequest asks for a repository's API JSON.
+type APIRequest struct {
+	Repo     hf.Repo
+	Endpoint string
+	Revision hf.Revision // "" for the default branch (info without /revision/)
+	Path     string      // tree: directory inside the repo, "" for the root
+	Query    url.Values
+	// Body and ContentType are paths-info's form or JSON body.
+	Body        []byte
+	ContentType string
+	Token       string
+}
+
+// APIResponse is the Hub's JSON, Xet-free, with the pagination link made
+// relative to the Hub's base URL so the HTTP layer can point it at itself.
+type APIResponse struct {
+	Status      int
+	ContentType string
+	Body        []byte
+	// Next is the next page as an escaped path and query relative to the
+	// Hub ("/api/models/x/tree/main?cursor=..."), or "".
+	Next  string
+	Stale bool
+}
+
+// apiEntry is a cached API response. Entries fetched without any token
+// (Anonymous) are what the Hub shows everyone; the others are only served
+// to callers the Hub recently accepted for the repository.
+type apiEntry struct {
+	Status      int       `json:"status"`
+	ContentType string    `json:"content_type"`
+	Body        []byte    `json:"body"`
+	Next        string    `json:"next,omitempty"`
+	At          time.Time `json:"at"`
+	Anonymous   bool      `json:"anonymous"`
+}
+
+// API answers a repository API call from cache or from the Hub. Responses
+// for a commit are immutable; for a branch they live for the ref TTL, and
+// are served stale while the Hub is unreachable.
+func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
+	token := n.upstreamToken(req.Token)
+	repoKey := req.Repo.Key()
+	now := n.cfg.Now()
+
+	// A branch whose commit is fresh in the ref cache is asked by commit:
+	// the answer is then immutable, and consistent with resolve's X-Repo-Commit.
+	rev := req.Revision
+	if rev != "" && !rev.IsCommit() {
+		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(rev))); ok && now.Sub(ref.At) < n.cfg.RefTTL {
+			rev = hf.Revision(ref.Commit)
+		}
+	}
+	key := apiKey(req, rev)
+	cached, ok := get[apiEntry](n.meta, bucketAPI, key)
+	mayRead := ok && (cached.Anonymous || n.access.allowed(repoKey, token, n.cfg.AuthTTL))
+	if mayRead && (rev.IsCommit() || now.Sub(cached.At) < n.cfg.RefTTL) {
+		return cached.response(false), nil
+	}
+
+	v, err, _ := n.group.Do("api\x00"+key+"\x00"+tokenHash(token), func() (any, error) {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return n.apiUpstream(hctx, req, rev, token, key)
+	})
+	if err == nil {
+		return v.(apiEntry).response(false), nil
+	}
+	if errors.Is(err, hubclient.ErrUnreachable) && ok && (cached.Anonymous || n.access.everPublic(repoKey) || n.access.allowed(repoKey, token, n.cfg.AuthTTL)) {
+		n.log.Warn("hub unreachable, serving cached API response", "repo", repoKey, "endpoint", req.Endpoint, "err", err)
+		return cached.response(true), nil
+	}
+	return nil, err
+}
+
+func (e apiEntry) response(stale bool) *APIResponse {
+	return &APIResponse{Status: e.Status, ContentType: e.ContentType, Body: e.Body, Next: e.Next, Stale: stale}
+}
+
+func (n *Node) apiUpstream(ctx context.Context, req APIRequest, rev hf.Revision, token, key string) (apiEntry, error) {
+	method, p := http.MethodGet, ""
+	switch req.Endpoint {
+	case EndpointInfo:
+		if rev != "" {
+			p = "/revision/" + rev.Escaped()
+		}
+	case EndpointTree:
+		p = "/tree/" + rev.Escaped()
+		if req.Path != "" {
+			p += "/" + hf.Path(req.Path).Escaped()
+		}
+	case EndpointPathsInfo:
+		method, p = http.MethodPost, "/paths-info/"+rev.Escaped()
+	}
+	h := http.Header{"Accept": {"application/json"}}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	if req.ContentType != "" {
+		h.Set("Content-Type", req.ContentType)
+	}
+	resp, err := n.hub.Do(ctx, method, req.Repo.APIPath(p), req.Query.Encode(), h, req.Body)
+	if err != nil {
+		if errors.Is(err, hubclient.ErrRepoNotFound) || errors.Is(err, hubclient.ErrGatedRepo) || errors.Is(err, hubclient.ErrUnauthorized) {
+			n.access.refused(req.Repo.Key(), token)
+		}
+		return apiEntry{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return apiEntry{}, errors.Join(hubclient.ErrUnreachable, err)
+	}
+	if req.Endpoint == EndpointTree || req.Endpoint == EndpointPathsInfo {
+		body = stripXet(body)
+	}
+	e := apiEntry{
+		Status:      resp.StatusCode,
+		ContentType: resp.Header.Get("Content-Type"),
+		Body:        body,
+		Next:        n.relativeNext(resp.Header.Get("Link")),
+		At:          n.cfg.Now(),
+		Anonymous:   token == "",
+	}
+	if resp.StatusCode == http.StatusOK {
+		n.access.accepted(req.Repo.Key(), token)
+		if req.Endpoint == EndpointInfo && !rev.IsCommit() {
+			var info struct {
+				SHA string `json:"sha"`
+			}
+			if json.Unmarshal(body, &info) == nil {
+				n.rememberRef(req.Repo, revOrDefault(rev), info.SHA)
+			}
+		}
+		put(n.meta, bucketAPI, key, e)
+	}
+	return e, nil
+}
+
+// revOrDefault names the default branch's ref entry.
+func revOrDefault(rev hf.Revision) hf.Revision {
+	if rev == "" {
+		return "\x00default"
+	}
+	return rev
+}
+
+// apiKey identifies a cached API response: repository, endpoint, revision,
+// path, canonical query and body.
+func apiKey(req APIRequest, rev hf.Revision) string {
+	q := make([]string, 0, len(req.Query))
+	for k, vs := range req.Query {
+		for _, v := range vs {
+			q = append(q, k+"="+v)
+		}
+	}
+	sort.Strings(q)
+	body := ""
+	if len(req.Body) > 0 {
+		s := sha256.Sum256(append([]byte(req.ContentType+"\x00"), req.Body...))
+		body = hex.EncodeToString(s[:16])
+	}
+	return strings.Join([]string{req.Repo.Key(), req.Endpoint, string(rev), req.Path, strings.Join(q, "&"), body}, "\x00")
+}
+
+var linkNext = regexp.MustCompile(`<([^>]*)>\s*;\s*rel="?next"?`)
+
+// relativeNext turns the Hub's absolute "next" link into a path relative to
+// the Hub's base URL, or "" when there is none (or it points elsewhere).
+func (n *Node) relativeNext(link string) string {
+	m := linkNext.FindStringSubmatch(link)
+	if m == nil {
+		return ""
+	}
+	base := n.hub.URL("")
+	if rel, ok := strings.CutPrefix(m[1], base); ok && strings.HasPrefix(rel, "/") {
+		return rel
+	}
+	return ""
+}
+
+// stripXet removes "xetHash" from every entry of a tree or paths-info array,
+// so clients never switch to Xet behind the cache's back.
+func stripXet(body []byte) []byte {
+	if !bytes.Contains(body, []byte(`"xetHash"`)) {
+		return body
+	}
+	var entries []map[string]json.RawMessage
+	if err := json.Unmarshal(body, &entries); err != nil {
+		return body
+	}
+	for _, e := range entries {
+		delete(e, "xetHash")
+	}
+	out, err := json.Marshal(entries)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// Passthrough forwards any other API call to the Hub uncached, with the
+// caller's token. The caller must close the response body.
+func (n *Node) Passthrough(ctx context.Context, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error) {
+	h := header.Clone()
+	h.Del("Authorization")
+	if t := n.upstreamToken(callerToken); t != "" {
+		h.Set("Authorization", "Bearer "+t)
+	}
+	return n.hub.Do(ctx, method, escapedPath, rawQuery, h, nil)
+}

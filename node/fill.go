@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node/store"
+)
+
+// ErrFillFailed is returned to readers of a fill that could not complete: the
+// upstream failed for good, or the bytes did not match their address. Readers
+// see it before the last byte of the blob, so no client ever holds a
+// complete-looking copy of bad content.
+var ErrFillFailed = errors.New("node: fill failed")
+
+// fill is one blob being copied from the Hub into the store. There is at
+// most one per blob on a node; every request for the blob reads the partly
+// written file as bytes arrive.
+type fill struct {
+	id   hf.BlobID
+	size int64
+	w    *store.Fill
+
+	mu       sync.Mutex
+	written  int64         // contiguous bytes on disk from offset 0
+	changed  chan struct{} // closed and replaced whenever the state changes
+	err      error         // terminal failure; unwritten bytes are unavailable
+	storeErr error         // the disk refused writes; unwritten bytes come from upstream
+	verified bool          // committed: every byte is readable
+	finished bool          // the filling goroutine is done
+	refs     int           // holders of w: readers' Contents and the filler
+}
+
+func newFill(id hf.BlobID, size int64, w *store.Fill) *fill {
+	return &fill{id: id, size: size, w: w, changed: make(chan struct{}), refs: 1}
+}
+
+// state is a consistent snapshot of a fill's progress.
+type fillState struct {
+	written  int64
+	err      error
+	storeErr error
+	verified bool
+	changed  <-chan struct{}
+}
+
+func (fl *fill) state() fillState {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fillState{fl.written, fl.err, fl.storeErr, fl.verified, fl.changed}
+}
+
+// update changes the state under the lock and wakes every waiting reader.
+func (fl *fill) update(f func()) {
+	fl.mu.Lock()
+	f()
+	close(fl.changed)
+	fl.changed = make(chan struct{})
+	fl.mu.Unlock()
+}
+
+func (fl *fill) acquire() {
+	fl.mu.Lock()
+	fl.refs++
+	fl.mu.Unlock()
+}
+
+// release drops a reference; the last one closes the temp or committed file.
+func (fl *fill) release() {
+	fl.mu.Lock()
+	fl.refs--
+	last := fl.refs == 0
+	fl.mu.Unlock()
+	if last {
+		fl.w.Close()
+	}
+}
+
+// startFill returns the fill for f's blob, starting it if none runs. It
+// returns (nil, err) when the store cannot take the blob (no space, already
+// complete: the caller then opens it or passes through).
+func (n *Node) startFill(f *File) (*fill, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if fl, ok := n.fills[f.Blob]; ok {
+		fl.acquire()
+		return fl, nil
+	}
+	w, err := n.store.Create(f.Blob, f.Size)
+	if err != nil {
+		return nil, err
+	}
+	fl := newFill(f.Blob, f.Size, w)
+	fl.refs++ // the caller's
+	n.fills[f.Blob] = fl
+	n.wg.Add(1)
+	go n.runFill(fl, *f)
+	return fl, nil
+}
+
+// runFill copies the blob from the Hub, verifies and commits it.
+func (n *Node) runFill(fl *fill, f File) {
+	defer n.wg.Done()
+	start := n.cfg.Now()
+	err := n.copyUpstream(fl, &f)
+	if err == nil {
+		err = fl.w.Commit()
+	}
+	var diskErr *diskError
+	switch {
+	case err == nil:
+		fl.update(func() { fl.verified = true })
+		n.log.Info("blob filled", "blob", fl.id, "repo", f.Repo, "path", f.Path, "bytes", fl.size, "took", n.cfg.Now().Sub(start))
+	case errors.As(err, &diskErr):
+		fl.w.Abort()
+		fl.update(func() { fl.storeErr = err })
+		n.log.Error("store refused blob, passing bytes through", "blob", fl.id, "err", err)
+	default:
+		fl.w.Abort()
+		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
+		n.log.Error("fill failed", "blob", fl.id, "repo", f.Repo, "path", f.Path, "err", err)
+	}
+	n.mu.Lock()
+	delete(n.fills, fl.id)
+	n.mu.Unlock()
+	fl.update(func() { fl.finished = true })
+	fl.release()
+}
+
+// diskError marks a failure to write to the local store (as opposed to the
+// upstream failing): readers can still be served, straight from upstream.
+type diskError struct{ err error }
+
+func (e *diskError) Error() string { return "writing to store: " + e.err.Error() }
+func (e *diskError) Unwrap() error { return e.err }
+
+// copyUpstream streams the blob from the Hub into the fill, resuming with a
+// Range after a broken connection, up to FillRetries times without progress.
+func (n *Node) copyUpstream(fl *fill, f *File) error {
+	buf := make([]byte, 256<<10)
+	failures := 0
+	for {
+		off := fl.state().written
+		if off == fl.size {
+			return nil
+		}
+		body, skip, err := n.openUpstream(f, off)
+		if err != nil {
+			if !retryable(err) || failures >= n.cfg.FillRetries {
+				return err
+			}
+			failures++
+			if !n.backoff(failures) {
+				return n.ctx.Err()
+			}
+			continue
+		}
+		if body.Size >= 0 && body.Size != fl.size {
+			body.Close()
+			return fmt.Errorf("%w: upstream size %d, expected %d", hubclient.ErrBadResponse, body.Size, fl.size)
+		}
+		progressed, err := copyBody(fl, body, buf, off, skip)
+		body.Close()
+		if err == nil {
+			continue // body ended: done, or resume from where it stopped
+		}
+		var diskErr *diskError
+		if errors.As(err, &diskErr) || errors.Is(err, hubclient.ErrBadResponse) {
+			return err
+		}
+		if progressed {
+			failures = 0
+		}
+		if failures >= n.cfg.FillRetries {
+			return err
+		}
+		failures++
+		n.log.Warn("upstream stream broke, resuming", "blob", fl.id, "offset", fl.state().written, "err", err)
+		if !n.backoff(failures) {
+			return n.ctx.Err()
+		}
+	}
+}
+
+// openUpstream opens the blob's bytes from off. When the Hub ignores the
+// Range it reopens from 0 and returns how many bytes to skip.
+func (n *Node) openUpstream(f *File, off int64) (*hubclient.Body, int64, error) {
+	body, err := n.hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, off, -1)
+	if errors.Is(err, hubclient.ErrRangeIgnored) {
+		body, err = n.hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, 0, -1)
+		return body, off, err
+	}
+	return body, 0, err
+}
+
+// copyBody writes body into the fill from offset off, after discarding skip
+// bytes. It returns nil when the body ended cleanly.
+func copyBody(fl *fill, body io.Reader, buf []byte, off, skip int64) (progressed bool, err error) {
+	if skip > 0 {
+		if _, err := io.CopyN(io.Discard, body, skip); err != nil {
+			return false, err
+		}
+	}
+	for {
+		nr, rerr := body.Read(buf)
+		if nr > 0 {
+			if off+int64(nr) > fl.size {
+				return progressed, fmt.Errorf("%w: upstream sent more than %d bytes", hubclient.ErrBadResponse, fl.size)
+			}
+			if _, werr := fl.w.WriteAt(buf[:nr], off); werr != nil {
+				return progressed, &diskError{werr}
+			}
+			off += int64(nr)
+			progressed = true
+			fl.update(func() { fl.written = off })
+		}
+		if rerr == io.EOF {
+			if off < fl.size {
+				return progressed, io.ErrUnexpectedEOF
+			}
+			return progressed, nil
+		}
+		if rerr != nil {
+			return progressed, rerr
+		}
+	}
+}
+
+// retryable reports whether an upstream error may go away by itself.
+func retryable(err error) bool {
+	var he *hubclient.Error
+	if errors.As(err, &he) {
+		return he.Status == 429 || he.Status >= 500
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// backoff waits before retry number i; false if the node is shutting down.
+func (n *Node) backoff(i int) bool {
+	d := 100 * time.Millisecond << min(i, 6)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,175 @@
+// Package node is one hfcache node: it resolves what clients ask for
+// (revisions to commits, files to content addresses), decides who may see it,
+// and serves the bytes from the local content store, filling each blob from
+// the upstream Hub at most once while every concurrent reader streams from the
+// partly written file.
+//
+// The node knows nothing about HTTP routes; the httpapi package parses
+// requests into typed values (package hf) and calls the node. The node talks
+// to the Hub through the Hub interface and to disk through the Store
+// interface, both declared here and satisfied by hubclient and node/store.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node/store"
+	"golang.org/x/sync/singleflight"
+)
+
+// Hub is what the node needs from an upstream Hub.
+type Hub interface {
+	HeadFile(ctx context.Context, repo hf.Repo, rev hf.Revision, path hf.Path, token string) (*hubclient.FileMeta, error)
+	GetFile(ctx context.Context, repo hf.Repo, rev hf.Revision, path hf.Path, token, loc string, off, end int64) (*hubclient.Body, error)
+	Do(ctx context.Context, method, escapedPath, rawQuery string, header http.Header, body []byte) (*http.Response, error)
+	URL(escapedPath string) string
+}
+
+// Store is what the node needs from the local content store.
+type Store interface {
+	Stat(id hf.BlobID) (int64, bool)
+	Open(id hf.BlobID) (*store.Blob, error)
+	Create(id hf.BlobID, size int64) (*store.Fill, error)
+	PutMeta(bucket, key string, value []byte) error
+	GetMeta(bucket, key string) ([]byte, bool, error)
+}
+
+var (
+	_ Hub   = (*hubclient.Client)(nil)
+	_ Store = (*store.Store)(nil)
+)
+
+// Config configures a node.
+type Config struct {
+	// Name identifies the node in responses (X-Hfcache-Node) and logs.
+	Name string
+	// RefTTL is how long a revision → commit resolution is trusted before the
+	// Hub is asked again. Past it, and only while the Hub is unreachable, the
+	// last known commit is served stale.
+	RefTTL time.Duration
+	// AuthTTL is how long the Hub's acceptance of a caller's token for a
+	// gated or private repository is trusted without asking again.
+	AuthTTL time.Duration
+	// RemoteToken is the remote's own Hub token. It is sent upstream for
+	// callers that bring none only when RemoteAccess is set.
+	RemoteToken  string
+	RemoteAccess bool
+	// FarRange is how far past the fill point a range must start to be
+	// fetched upstream directly instead of waiting for the fill.
+	FarRange int64
+	// FillRetries is how many times a broken upstream stream is resumed.
+	FillRetries int
+	// MetaEntries bounds the in-memory metadata cache (entries).
+	MetaEntries int
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// DefaultConfig is a node's configuration with production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Name:        "hfcache",
+		RefTTL:      60 * time.Second,
+		AuthTTL:     5 * time.Minute,
+		FarRange:    64 << 20,
+		FillRetries: 5,
+		MetaEntries: 200_000,
+		Logger:      slog.Default(),
+		Now:         time.Now,
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("node: name is empty"))
+	}
+	if c.RefTTL < 0 {
+		errs = append(errs, fmt.Errorf("node: ref TTL %v is negative", c.RefTTL))
+	}
+	if c.AuthTTL <= 0 {
+		errs = append(errs, fmt.Errorf("node: auth TTL %v must be positive", c.AuthTTL))
+	}
+	if c.FarRange <= 0 {
+		errs = append(errs, errors.New("node: far range must be positive"))
+	}
+	if c.MetaEntries <= 0 {
+		errs = append(errs, errors.New("node: meta entries must be positive"))
+	}
+	if c.Logger == nil || c.Now == nil {
+		errs = append(errs, errors.New("node: logger and clock are required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Node serves Hub content from its store, filling it from the Hub.
+type Node struct {
+	cfg   Config
+	hub   Hub
+	store Store
+	log   *slog.Logger
+
+	meta   *metaCache
+	access *accessCache
+	group  singleflight.Group
+
+	mu    sync.Mutex
+	fills map[hf.BlobID]*fill
+
+	// ctx bounds background work (fills); cancel and wg stop it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a node. It does no I/O.
+func New(cfg Config, hub Hub, st Store) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{
+		cfg:    cfg,
+		hub:    hub,
+		store:  st,
+		log:    cfg.Logger,
+		meta:   newMetaCache(st, cfg.MetaEntries, cfg.Logger),
+		access: newAccessCache(cfg.Now),
+		fills:  make(map[hf.BlobID]*fill),
+		ctx:    ctx,
+		cancel: cancel,
+	}, nil
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Shutdown stops background fills and waits for them, or for ctx.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.cancel()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// upstreamToken is the token sent to the Hub on behalf of a caller.
+func (n *Node) upstreamToken(callerToken string) string {
+	if callerToken == "" && n.cfg.RemoteAccess {
+		return n.cfg.RemoteToken
+	}
+	return callerToken
+}

@@ -1,0 +1,248 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+)
+
+// FileRequest asks for one file of a repository at a revision.
+type FileRequest struct {
+	Repo     hf.Repo
+	Revision hf.Revision
+	Path     hf.Path
+	Token    string // the caller's own Hub token; "" for none
+}
+
+// File is what the node knows about a file at a commit: enough to answer a
+// HEAD exactly as the Hub would, and to find the bytes.
+type File struct {
+	Repo               hf.Repo
+	Commit             string
+	Path               hf.Path
+	Blob               hf.BlobID
+	Size               int64
+	ContentType        string
+	ContentDisposition string
+	// Stale is set when the revision could not be re-resolved because the
+	// Hub is unreachable and the last known commit was used.
+	Stale bool
+
+	token    string // upstream token that may fetch the bytes
+	location string // CDN URL from the Hub's redirect, if still fresh
+}
+
+// refEntry is a revision's resolution, valid for the ref TTL.
+type refEntry struct {
+	Commit string    `json:"commit"`
+	At     time.Time `json:"at"`
+}
+
+// fileEntry is a file's metadata at a commit: immutable.
+type fileEntry struct {
+	Blob               string    `json:"blob,omitempty"`
+	Size               int64     `json:"size"`
+	ContentType        string    `json:"content_type,omitempty"`
+	ContentDisposition string    `json:"content_disposition,omitempty"`
+	NotFound           bool      `json:"not_found,omitempty"`
+	Location           string    `json:"-"`
+	LocationAt         time.Time `json:"-"`
+}
+
+// locationTTL is how long a signed CDN URL is reused; the Hub signs them for
+// about an hour.
+const locationTTL = 30 * time.Minute
+
+func refKey(repo hf.Repo, rev string) string { return repo.Key() + "\x00" + rev }
+
+func fileKey(repo hf.Repo, commit string, p hf.Path) string {
+	return repo.Key() + "\x00" + commit + "\x00" + string(p)
+}
+
+// Resolve answers what a HEAD of the file would: the commit the revision
+// points at and the file's content address and size. Cached, immutable
+// metadata is used when the caller may see the repository; otherwise the Hub
+// is asked once (single flight) with the caller's token.
+func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
+	token := n.upstreamToken(req.Token)
+	repoKey := req.Repo.Key()
+	now := n.cfg.Now()
+
+	commit := ""
+	if req.Revision.IsCommit() {
+		commit = string(req.Revision)
+	} else if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < n.cfg.RefTTL {
+		commit = ref.Commit
+	}
+	if commit != "" && n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
+		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, commit, req.Path)); ok {
+			return n.fileFrom(req, commit, fe, token, false)
+		}
+	}
+
+	rev := req.Revision
+	if commit != "" {
+		rev = hf.Revision(commit)
+	}
+	key := "head\x00" + repoKey + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
+	v, err, _ := n.group.Do(key, func() (any, error) {
+		// The shared call must not die with the first caller's request.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return n.headUpstream(hctx, req.Repo, rev, req.Path, token)
+	})
+	if err == nil {
+		res := v.(headResult)
+		return n.fileFrom(req, res.commit, res.entry, token, false)
+	}
+	if errors.Is(err, hubclient.ErrUnreachable) {
+		if f, ok := n.resolveStale(req, token); ok {
+			n.log.Warn("hub unreachable, serving cached metadata", "repo", repoKey, "revision", req.Revision, "err", err)
+			return f, nil
+		}
+	}
+	return nil, err
+}
+
+type headResult struct {
+	commit string
+	entry  fileEntry
+}
+
+// headUpstream asks the Hub for a file's metadata and records what it learnt:
+// the revision's commit, the file's metadata (or its absence) and whether the
+// token may read the repository.
+func (n *Node) headUpstream(ctx context.Context, repo hf.Repo, rev hf.Revision, p hf.Path, token string) (headResult, error) {
+	meta, err := n.hub.HeadFile(ctx, repo, rev, p, token)
+	if err != nil {
+		var he *hubclient.Error
+		switch {
+		case errors.As(err, &he) && errors.Is(err, hubclient.ErrEntryNotFound) && hf.IsCommit(he.RepoCommit):
+			// The repository is readable and the file is absent at that
+			// commit: both facts are worth keeping.
+			n.access.accepted(repo.Key(), token)
+			n.rememberRef(repo, rev, he.RepoCommit)
+			put(n.meta, bucketFiles, fileKey(repo, he.RepoCommit, p), fileEntry{NotFound: true})
+		case errors.Is(err, hubclient.ErrRepoNotFound), errors.Is(err, hubclient.ErrGatedRepo), errors.Is(err, hubclient.ErrUnauthorized):
+			n.access.refused(repo.Key(), token)
+		}
+		return headResult{}, err
+	}
+	if !hf.IsCommit(meta.Commit) {
+		return headResult{}, fmt.Errorf("%w: X-Repo-Commit %q", hubclient.ErrBadResponse, meta.Commit)
+	}
+	id, err := hf.BlobIDFromETag(meta.ETag)
+	if err != nil || (meta.LFS && id.Algo != hf.SHA256) || meta.Size < 0 {
+		return headResult{}, fmt.Errorf("%w: ETag %q for %s", hubclient.ErrBadResponse, meta.ETag, p)
+	}
+	n.access.accepted(repo.Key(), token)
+	n.rememberRef(repo, rev, meta.Commit)
+	fe := fileEntry{
+		Blob:               id.String(),
+		Size:               meta.Size,
+		ContentType:        meta.ContentType,
+		ContentDisposition: meta.ContentDisposition,
+		Location:           meta.Location,
+		LocationAt:         n.cfg.Now(),
+	}
+	put(n.meta, bucketFiles, fileKey(repo, meta.Commit, p), fe)
+	return headResult{commit: meta.Commit, entry: fe}, nil
+}
+
+// rememberRef records rev → commit unless rev already is a commit.
+func (n *Node) rememberRef(repo hf.Repo, rev hf.Revision, commit string) {
+	if rev.IsCommit() || !hf.IsCommit(commit) {
+		return
+	}
+	put(n.meta, bucketRefs, refKey(repo, string(rev)), refEntry{Commit: commit, At: n.cfg.Now()})
+}
+
+// resolveStale answers from cached metadata of any age while the Hub is
+// unreachable. Public repositories stay available; gated and private ones
+// only for callers whose access was confirmed within the auth TTL.
+func (n *Node) resolveStale(req FileRequest, token string) (*File, bool) {
+	repoKey := req.Repo.Key()
+	if !n.access.everPublic(repoKey) && !n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
+		return nil, false
+	}
+	commit, stale := string(req.Revision), false
+	if !req.Revision.IsCommit() {
+		ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(req.Revision)))
+		if !ok {
+			return nil, false
+		}
+		commit, stale = ref.Commit, n.cfg.Now().Sub(ref.At) >= n.cfg.RefTTL
+	}
+	fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, commit, req.Path))
+	if !ok {
+		return nil, false
+	}
+	f, err := n.fileFrom(req, commit, fe, token, stale)
+	return f, err == nil
+}
+
+// fileFrom turns a cached entry into a File, or the Hub's EntryNotFound.
+func (n *Node) fileFrom(req FileRequest, commit string, fe fileEntry, token string, stale bool) (*File, error) {
+	if fe.NotFound {
+		return nil, &hubclient.Error{
+			Status:     http.StatusNotFound,
+			Code:       hf.CodeEntryNotFound,
+			Message:    "Entry not found",
+			RepoCommit: commit,
+		}
+	}
+	id, err := hf.ParseBlobID(fe.Blob)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
+	}
+	f := &File{
+		Repo:               req.Repo,
+		Commit:             commit,
+		Path:               req.Path,
+		Blob:               id,
+		Size:               fe.Size,
+		ContentType:        fe.ContentType,
+		ContentDisposition: fe.ContentDisposition,
+		Stale:              stale,
+		token:              token,
+	}
+	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {
+		f.location = fe.Location
+	}
+	if f.ContentType == "" {
+		f.ContentType = contentTypeFor(req.Path)
+	}
+	if f.ContentDisposition == "" {
+		f.ContentDisposition = contentDisposition(req.Path)
+	}
+	return f, nil
+}
+
+// contentTypeFor guesses a content type from the file name, as the Hub's CDN does.
+func contentTypeFor(p hf.Path) string {
+	if t := mime.TypeByExtension(path.Ext(string(p))); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// contentDisposition is the Hub's Content-Disposition for a file.
+func contentDisposition(p hf.Path) string {
+	base := p.Base()
+	ascii := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, base)
+	return fmt.Sprintf(`inline; filename*=UTF-8''%s; filename="%s";`, url.PathEscape(base), ascii)
+}

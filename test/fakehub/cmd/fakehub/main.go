@@ -1,0 +1,104 @@
+// Command fakehub runs the fake Hugging Face Hub and its CDN as a standalone
+// server, seeded with a few demo repositories, for manual tests with real
+// clients (HF_ENDPOINT=http://127.0.0.1:9000).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/test/fakehub"
+)
+
+// listFlag collects a repeated string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9000", "Hub listen address")
+	cdnListen := flag.String("cdn-listen", "127.0.0.1:9001", "CDN listen address")
+	hubURL := flag.String("url", "", "advertised Hub URL (default http://<listen>)")
+	cdnURL := flag.String("cdn-url", "", "advertised CDN URL (default http://localhost:<cdn port>)")
+	var tokens, grants listFlag
+	flag.Var(&tokens, "token", "valid token as TOKEN=USER (repeatable)")
+	flag.Var(&grants, "grant", "token granted access to the gated and private demo repos (repeatable)")
+	pageSize := flag.Int("page-size", 0, "tree page size (0 = the Hub's 1000/50)")
+	flag.Parse()
+
+	h := fakehub.New()
+	seed(h)
+	for _, t := range tokens {
+		tok, user, ok := strings.Cut(t, "=")
+		if !ok || tok == "" || user == "" {
+			log.Fatalf("fakehub: -token %q: want TOKEN=USER", t)
+		}
+		h.AddToken(tok, user)
+	}
+	for _, g := range grants {
+		h.AddToken(g, tokenUser(tokens, g))
+		h.Grant(g, hf.Model, "fakehub/gated-model")
+		h.Grant(g, hf.Model, "fakehub/private-model")
+	}
+	h.SetPageSize(*pageSize)
+	h.SetURLs(*hubURL, *cdnURL)
+	if err := h.StartOn(*listen, *cdnListen); err != nil {
+		log.Fatalf("fakehub: %v", err)
+	}
+	fmt.Printf("fakehub Hub: %s\nfakehub CDN: %s\n", h.URL(), h.CDNURL())
+	fmt.Printf("repos: fakehub/demo-model, datasets/fakehub/demo-dataset, fakehub/gated-model (gated), fakehub/private-model (private), gpt2 -> fakehub/demo-model\n")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	h.Close()
+}
+
+// tokenUser is the user a -token flag gave tok, or "granted-user".
+func tokenUser(tokens []string, tok string) string {
+	for _, t := range tokens {
+		if k, u, _ := strings.Cut(t, "="); k == tok {
+			return u
+		}
+	}
+	return "granted-user"
+}
+
+// seed creates the demo repositories.
+func seed(h *fakehub.Hub) {
+	h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/demo-model", Files: []fakehub.File{
+		{Path: ".gitattributes", Data: []byte("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")},
+		{Path: "config.json", Data: []byte(`{"model_type": "gpt2", "n_layer": 2}` + "\n")},
+		{Path: "README.md", Data: []byte("# demo model\n")},
+		{Path: "tokenizer/vocab.txt", Data: []byte("hello\nworld\n")},
+		{Path: "sub dir/ünïcode file+1.txt", Data: []byte("unicode\n")},
+		{Path: "model.safetensors", Size: 8 << 20, Seed: 1, LFS: true},
+		{Path: "xet/model-xet.safetensors", Size: 3 << 20, Seed: 2, Xet: true},
+	}})
+	h.SetRef(hf.Model, "fakehub/demo-model", "v1.0", "main")
+	h.Commit(hf.Model, "fakehub/demo-model", "refs/pr/1", []fakehub.File{{Path: "config.json", Data: []byte(`{"model_type": "gpt2", "n_layer": 4}` + "\n")}}, nil)
+	h.Alias(hf.Model, "fakehub/demo-model", "gpt2")
+
+	h.AddRepo(fakehub.RepoSpec{Type: hf.Dataset, ID: "fakehub/demo-dataset", Files: []fakehub.File{
+		{Path: "README.md", Data: []byte("---\nconfigs:\n- config_name: default\n---\n")},
+		{Path: "data/train.csv", Data: []byte("a,b\n1,2\n3,4\n")},
+	}})
+	h.Commit(hf.Dataset, "fakehub/demo-dataset", "refs/convert/parquet", []fakehub.File{
+		{Path: "default/train/0000.parquet", Size: 256 << 10, Seed: 3, LFS: true},
+	}, []string{"data/train.csv", "README.md"})
+
+	h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/gated-model", Gated: "manual", Files: []fakehub.File{
+		{Path: "config.json", Data: []byte(`{"gated": true}` + "\n")},
+		{Path: "model.safetensors", Size: 1 << 20, Seed: 4, LFS: true},
+	}})
+	h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/private-model", Private: true, Files: []fakehub.File{
+		{Path: "config.json", Data: []byte(`{"private": true}` + "\n")},
+	}})
+}
