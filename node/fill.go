@@ -10,7 +10,6 @@ import (
 
 	"github.com/hfcache/hfcache/hubclient"
 	"github.com/hfcache/hfcache/hubclient/hf"
-	"github.com/hfcache/hfcache/node/store"
 )
 
 // ErrFillFailed is returned to readers of a fill that could not complete: the
@@ -25,7 +24,7 @@ var ErrFillFailed = errors.New("node: fill failed")
 type fill struct {
 	id   hf.BlobID
 	size int64
-	w    *store.Fill
+	w    BlobWriter
 
 	mu       sync.Mutex
 	written  int64         // contiguous bytes on disk from offset 0
@@ -37,7 +36,7 @@ type fill struct {
 	refs     int           // holders of w: readers' Contents and the filler
 }
 
-func newFill(id hf.BlobID, size int64, w *store.Fill) *fill {
+func newFill(id hf.BlobID, size int64, w BlobWriter) *fill {
 	return &fill{id: id, size: size, w: w, changed: make(chan struct{}), refs: 1}
 }
 

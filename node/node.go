@@ -37,14 +37,37 @@ type Hub interface {
 type Store interface {
 	Stat(id hf.BlobID) (int64, bool)
 	Open(id hf.BlobID) (*store.Blob, error)
-	Create(id hf.BlobID, size int64) (*store.Fill, error)
+	Create(id hf.BlobID, size int64) (BlobWriter, error)
 	PutMeta(bucket, key string, value []byte) error
 	GetMeta(bucket, key string) ([]byte, bool, error)
 }
 
+// BlobWriter is a blob being written into the store: written at offsets,
+// readable while written, verified by Commit.
+type BlobWriter interface {
+	WriteAt(p []byte, off int64) (int, error)
+	ReadAt(p []byte, off int64) (int, error)
+	Commit() error
+	Abort()
+	Close() error
+}
+
+// LocalStore adapts the on-disk store to the node's Store.
+func LocalStore(s *store.Store) Store { return localStore{s} }
+
+type localStore struct{ *store.Store }
+
+func (l localStore) Create(id hf.BlobID, size int64) (BlobWriter, error) {
+	f, err := l.Store.Create(id, size)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 var (
-	_ Hub   = (*hubclient.Client)(nil)
-	_ Store = (*store.Store)(nil)
+	_ Hub        = (*hubclient.Client)(nil)
+	_ BlobWriter = (*store.Fill)(nil)
 )
 
 // Config configures a node.

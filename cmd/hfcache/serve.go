@@ -122,7 +122,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	ncfg.RemoteToken = f.upstreamToken
 	ncfg.RemoteAccess = f.access == "remote"
 	ncfg.Logger = log.With("component", "node")
-	n, err := node.New(ncfg, hub, st)
+	n, err := node.New(ncfg, hub, node.LocalStore(st))
 	if err != nil {
 		return err
 	}

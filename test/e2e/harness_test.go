@@ -185,7 +185,7 @@ func openStack(t *testing.T, hub *fakehub.Hub, dir string, opts ...stackOpt) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(ncfg, hc, st)
+	n, err := node.New(ncfg, hc, node.LocalStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ func TestAccessMatrix(t *testing.T) {
 	h.AddRepo(RepoSpec{Type: hf.Model, ID: "org/private", Private: true, Files: files})
 	h.AddRepo(RepoSpec{Type: hf.Model, ID: "org/gated", Gated: "auto", Files: files})
 	h.AddRepo(RepoSpec{Type: hf.Dataset, ID: "org/gated-ds", Gated: "manual", Files: files})
+	h.Commit(hf.Model, modelID, "main", files[1:], nil)
 	h.Grant(tokAlice, hf.Model, "org/private")
 	h.Grant(tokAlice, hf.Model, "org/gated")
 	h.Grant(tokAlice, hf.Dataset, "org/gated-ds")

@@ -119,6 +119,7 @@ type exchangeWriter struct {
 	r           *http.Request
 	ex          Exchange
 	wroteHeader bool
+	fetch       bool // the body is file content
 }
 
 // serving tells the recorder which content the body about to be written is.
@@ -131,7 +132,8 @@ func (ew *exchangeWriter) WriteHeader(code int) {
 	}
 	ew.wroteHeader = true
 	ew.ex.Status = code
-	if ew.ex.Addr != "" && ew.r.Method == http.MethodGet && (code == http.StatusOK || code == http.StatusPartialContent) {
+	ew.fetch = ew.ex.Addr != "" && ew.r.Method == http.MethodGet && (code == http.StatusOK || code == http.StatusPartialContent)
+	if ew.fetch {
 		ew.rc.mu.Lock()
 		ew.rc.s.Fetches[ew.ex.Addr]++
 		ew.rc.mu.Unlock()
@@ -148,7 +150,7 @@ func (ew *exchangeWriter) Write(p []byte) (int, error) {
 		ew.ex.Bytes += int64(n)
 		ew.rc.mu.Lock()
 		ew.rc.s.PathBytes[ew.ex.Path] += int64(n)
-		if ew.ex.Addr != "" {
+		if ew.fetch {
 			ew.rc.s.FetchBytes[ew.ex.Addr] += int64(n)
 		}
 		ew.rc.mu.Unlock()

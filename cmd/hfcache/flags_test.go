@@ -1,0 +1,41 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestParseSize(t *testing.T) {
+	cases := map[string]int64{
+		"1048576": 1 << 20, "200GiB": 200 << 30, "500GB": 500e9, "1.5TiB": 3 << 39,
+		"512MiB": 512 << 20, "10 kib": 10 << 10, "2g": 2 << 30, "0": 0,
+	}
+	for in, want := range cases {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "GiB", "-1GiB", "ten", "1e400", "NaN"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestBindEnv(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	dir := fs.String("data-dir", "./d", "")
+	listen := fs.String("listen", ":8080", "")
+	if err := fs.Parse([]string{"--listen", ":9"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HFCACHE_DATA_DIR": "/srv/cache", "HFCACHE_LISTEN": ":7"}
+	if err := bindEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if *dir != "/srv/cache" || *listen != ":9" {
+		t.Fatalf("data-dir %q listen %q: env must fill unset flags only", *dir, *listen)
+	}
+}

@@ -1,0 +1,326 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node/store"
+)
+
+// fakeHub is a hand-written Hub whose behaviour each test sets.
+type fakeHub struct {
+	head func(ctx context.Context, repo hf.Repo, rev hf.Revision, p hf.Path, token string) (*hubclient.FileMeta, error)
+	get  func(ctx context.Context, off, end int64) (*hubclient.Body, error)
+
+	heads, gets atomic.Int32
+	mu          sync.Mutex
+	offsets     []int64
+}
+
+func (h *fakeHub) HeadFile(ctx context.Context, repo hf.Repo, rev hf.Revision, p hf.Path, token string) (*hubclient.FileMeta, error) {
+	h.heads.Add(1)
+	return h.head(ctx, repo, rev, p, token)
+}
+
+func (h *fakeHub) GetFile(ctx context.Context, repo hf.Repo, rev hf.Revision, p hf.Path, token, loc string, off, end int64) (*hubclient.Body, error) {
+	h.gets.Add(1)
+	h.mu.Lock()
+	h.offsets = append(h.offsets, off)
+	h.mu.Unlock()
+	return h.get(ctx, off, end)
+}
+
+func (h *fakeHub) Do(context.Context, string, string, string, http.Header, []byte) (*http.Response, error) {
+	return nil, errors.New("not used")
+}
+
+func (h *fakeHub) URL(p string) string { return "http://hub.test" + p }
+
+const testCommit = "0123456789abcdef0123456789abcdef01234567"
+
+var testRepo = hf.Repo{Type: hf.Model, ID: "acme/m"}
+
+// serving returns a fakeHub serving data as an LFS file (its metadata says
+// sha256(meta)), with body() deciding what the bytes stream looks like.
+func serving(meta []byte, body func(off int64) io.Reader) *fakeHub {
+	return &fakeHub{
+		head: func(_ context.Context, _ hf.Repo, _ hf.Revision, _ hf.Path, _ string) (*hubclient.FileMeta, error) {
+			return &hubclient.FileMeta{Commit: testCommit, ETag: hf.SHA256Hex(meta), LFS: true, Size: int64(len(meta))}, nil
+		},
+		get: func(_ context.Context, off, end int64) (*hubclient.Body, error) {
+			return &hubclient.Body{ReadCloser: io.NopCloser(body(off)), Status: 206, Size: int64(len(meta))}, nil
+		},
+	}
+}
+
+func newTestNode(t *testing.T, hub Hub, budget int64, st func(Store) Store) (*Node, *store.Store) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := store.Open(store.Config{Dir: t.TempDir(), Budget: budget, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns Store = LocalStore(s)
+	if st != nil {
+		ns = st(ns)
+	}
+	cfg := DefaultConfig()
+	cfg.Logger = log
+	cfg.FarRange = 1 << 20
+	cfg.FillRetries = 1
+	n, err := New(cfg, hub, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		s.Close()
+	})
+	return n, s
+}
+
+func resolveAndRead(t *testing.T, n *Node, off, end int64) ([]byte, *Content, error) {
+	t.Helper()
+	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Open(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if end < 0 {
+		end = f.Size
+	}
+	r, err := c.Reader(context.Background(), off, end)
+	if err != nil {
+		return nil, c, err
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	return got, c, err
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+// A fill whose bytes do not match their address fails every reader before
+// its last byte, stores nothing, and the next request fills again.
+func TestCorruptFillAbortsReadersBeforeLastByte(t *testing.T) {
+	good := payload(3<<20 + 5)
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(bad[off:]) })
+	n, st := newTestNode(t, hub, 1<<30, nil)
+
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := resolveAndRead(t, n, 0, -1)
+			if err == nil || !errors.Is(err, ErrFillFailed) {
+				t.Errorf("reader finished with %v, want ErrFillFailed", err)
+			}
+			if len(got) >= len(good) {
+				t.Errorf("reader got all %d bytes of a corrupt blob", len(got))
+			}
+		}()
+	}
+	wg.Wait()
+	id, _ := hf.NewBlobID(hf.SHA256, hf.SHA256Hex(good))
+	if _, ok := st.Stat(id); ok {
+		t.Fatal("corrupt blob was stored")
+	}
+	// The Hub fixed its bytes: the next request fills again and succeeds.
+	hub.get = func(_ context.Context, off, _ int64) (*hubclient.Body, error) {
+		return &hubclient.Body{ReadCloser: io.NopCloser(bytes.NewReader(good[off:])), Status: 206, Size: int64(len(good))}, nil
+	}
+	got, _, err := resolveAndRead(t, n, 0, -1)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("refill: %v, %d bytes", err, len(got))
+	}
+	if _, ok := st.Stat(id); !ok {
+		t.Fatal("refilled blob not stored")
+	}
+}
+
+// A broken upstream stream is resumed with a Range from where it stopped.
+func TestFillResumesBrokenStream(t *testing.T) {
+	good := payload(2<<20 + 11)
+	var calls atomic.Int32
+	hub := serving(good, func(off int64) io.Reader {
+		if calls.Add(1) == 1 {
+			return io.MultiReader(bytes.NewReader(good[off:off+700_000]), errReader{io.ErrUnexpectedEOF})
+		}
+		return bytes.NewReader(good[off:])
+	})
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	got, _, err := resolveAndRead(t, n, 0, -1)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read: %v, %d bytes", err, len(got))
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if fmt.Sprint(hub.offsets) != "[0 700000]" {
+		t.Fatalf("upstream offsets %v, want a resume at 700000", hub.offsets)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// No room in the budget: the client still gets every byte, nothing is stored.
+func TestNoSpacePassesThrough(t *testing.T) {
+	good := payload(1 << 20)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good[off:]) })
+	n, st := newTestNode(t, hub, 1000, nil)
+	got, c, err := resolveAndRead(t, n, 0, -1)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read: %v, %d bytes", err, len(got))
+	}
+	if c.Source != SourceUpstream || st.Stats().Blobs != 0 {
+		t.Fatalf("source %s, %d blobs stored", c.Source, st.Stats().Blobs)
+	}
+}
+
+// enospcStore fails every write after the first with ENOSPC, like a full disk.
+type enospcStore struct{ Store }
+
+func (s enospcStore) Create(id hf.BlobID, size int64) (BlobWriter, error) {
+	w, err := s.Store.Create(id, size)
+	if err != nil {
+		return nil, err
+	}
+	return &enospcWriter{BlobWriter: w}, nil
+}
+
+type enospcWriter struct {
+	BlobWriter
+	writes int
+}
+
+func (w *enospcWriter) WriteAt(p []byte, off int64) (int, error) {
+	if w.writes++; w.writes > 1 {
+		return 0, fmt.Errorf("%w: %w", store.ErrDiskFull, syscall.ENOSPC)
+	}
+	return w.BlobWriter.WriteAt(p, off)
+}
+
+// The disk fills up mid-fill: readers get the rest of the bytes straight from
+// the Hub, and nothing half-written is indexed.
+func TestDiskFullMidFillPassesThrough(t *testing.T) {
+	good := payload(3 << 20)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good[off:]) })
+	n, st := newTestNode(t, hub, 1<<30, func(s Store) Store { return enospcStore{s} })
+	got, _, err := resolveAndRead(t, n, 0, -1)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read: %v, %d of %d bytes", err, len(got), len(good))
+	}
+	if s := st.Stats(); s.Blobs != 0 || s.Reserved != 0 {
+		t.Fatalf("after a disk-full fill: %+v", s)
+	}
+}
+
+// A range far past the fill point is fetched from the Hub directly instead
+// of waiting for the fill to get there.
+func TestFarRangeGoesUpstream(t *testing.T) {
+	good := payload(8 << 20)
+	release := make(chan struct{})
+	hub := serving(good, func(off int64) io.Reader {
+		if off == 0 {
+			// The fill: stalls after 64 KiB until the test ends.
+			return io.MultiReader(bytes.NewReader(good[:64<<10]), blockReader{release, bytes.NewReader(good[64<<10:])})
+		}
+		return bytes.NewReader(good[off:])
+	})
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	defer close(release)
+	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Open(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	off := int64(6 << 20)
+	r, err := c.Reader(context.Background(), off, off+1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, good[off:off+1000]) {
+		t.Fatalf("far range: %v, %d bytes", err, len(got))
+	}
+}
+
+type blockReader struct {
+	wait <-chan struct{}
+	r    io.Reader
+}
+
+func (b blockReader) Read(p []byte) (int, error) {
+	<-b.wait
+	return b.r.Read(p)
+}
+
+// Metadata is fetched once per ref TTL, and served stale (marked so) while
+// the Hub is unreachable.
+func TestRefTTLAndStaleWhileUnreachable(t *testing.T) {
+	good := payload(100)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good[off:]) })
+	now := time.Unix(1_700_000_000, 0)
+	var clock sync.Mutex
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	n.cfg.Now = func() time.Time { clock.Lock(); defer clock.Unlock(); return now }
+	n.access.now = n.cfg.Now
+	req := FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"}
+	for i := 0; i < 3; i++ {
+		if _, err := n.Resolve(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hub.heads.Load() != 1 {
+		t.Fatalf("%d HEADs within the TTL, want 1", hub.heads.Load())
+	}
+	clock.Lock()
+	now = now.Add(2 * n.cfg.RefTTL)
+	clock.Unlock()
+	hub.head = func(context.Context, hf.Repo, hf.Revision, hf.Path, string) (*hubclient.FileMeta, error) {
+		return nil, fmt.Errorf("%w: connection refused", hubclient.ErrUnreachable)
+	}
+	f, err := n.Resolve(context.Background(), req)
+	if err != nil || !f.Stale || f.Commit != testCommit {
+		t.Fatalf("offline resolve: %+v, %v", f, err)
+	}
+	// A file never seen cannot be served offline.
+	if _, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "other.bin"}); !errors.Is(err, hubclient.ErrUnreachable) {
+		t.Fatalf("unknown file offline: %v", err)
+	}
+}
