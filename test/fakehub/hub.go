@@ -1,6 +1,6 @@
 // Package fakehub is a faithful fake of huggingface.co for tests: the Hub's
 // file (resolve, raw, resolve-cache), metadata (info, tree, paths-info, refs,
-// commits) and auth contract as /work/shared/HF-PROTOCOL.md describes it, plus
+// commits) and auth contract as the project's HF-PROTOCOL.md describes it, plus
 // a separate "CDN" listener that serves LFS bytes behind signed URLs.
 //
 // It is strict on purpose: ETags are real hashes, errors carry the Hub's
@@ -243,9 +243,10 @@ func (h *Hub) Restart() error {
 	if h.hubAddrs == nil {
 		return errors.New("fakehub: never started")
 	}
+	// The first address of each server is required; the CDN's [::1] twin is best-effort.
 	listen := func(addrs []string) ([]net.Listener, error) {
 		var ls []net.Listener
-		for _, a := range addrs {
+		for i, a := range addrs {
 			var l net.Listener
 			var err error
 			// The port may linger briefly after Close.
@@ -254,6 +255,9 @@ func (h *Hub) Restart() error {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil && i > 0 {
+				continue
 			}
 			if err != nil {
 				for _, l := range ls {

@@ -6,6 +6,9 @@ import (
 	"sync"
 )
 
+// MaxLog bounds Stats.Log so long benchmarks do not grow it without limit.
+const MaxLog = 100_000
+
 // Request is a (method, decoded URL path) pair.
 type Request struct {
 	Method, Path string
@@ -31,7 +34,7 @@ type Stats struct {
 	Fetches         map[string]int   // body fetches per content address (sha256 or git sha1 hex)
 	FetchBytes      map[string]int64 // body bytes written per content address
 	CDNAuthRejected int              // CDN requests refused because they carried Authorization
-	Log             []Exchange       // every finished exchange, in completion order
+	Log             []Exchange       // finished exchanges in completion order (the first MaxLog since ResetStats)
 }
 
 // BodyFetches is how many responses (Hub or CDN) started sending the body of
@@ -175,7 +178,9 @@ func (ew *exchangeWriter) end() {
 		ew.ex.Status = http.StatusOK
 	}
 	ew.rc.mu.Lock()
-	ew.rc.s.Log = append(ew.rc.s.Log, ew.ex)
+	if len(ew.rc.s.Log) < MaxLog {
+		ew.rc.s.Log = append(ew.rc.s.Log, ew.ex)
+	}
 	ew.rc.mu.Unlock()
 }
 
