@@ -41,7 +41,7 @@ func hubError(err error) (status int, code, msg, commit string) {
 		return
 	case errors.Is(err, hf.ErrInvalid):
 		return http.StatusBadRequest, codeBadRequest, err.Error(), ""
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, node.ErrNotCached):
 		return http.StatusNotFound, codeNotFound, "Not Found", ""
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method not allowed: this is a read-only Hugging Face Hub cache", ""

@@ -63,12 +63,57 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, fr *fileRoute
 		return
 	}
 	defer content.Close()
-	h.Set(headerSource, content.Source)
+	if content.Remote() {
+		resp, err := content.Proxy(r.Context(), r.Header)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if resp != nil {
+			c.relay(w, r, resp)
+			return
+		}
+		// No owner answered: this node serves the blob itself.
+	}
+	c.serveContent(w, r, content, etag)
+}
+
+// serveContent serves local content: a complete blob with ServeContent, a
+// filling one as a stream.
+func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *node.Content, etag string) {
 	if file, ok := content.File(); ok {
+		w.Header().Set(headerSource, content.CurrentSource())
 		http.ServeContent(w, r, "", time.Time{}, file)
 		return
 	}
 	c.serveStream(w, r, content, etag)
+}
+
+// relay streams the owner's answer to the client. The owner answered with
+// full HTTP semantics (ranges, conditionals, errors in the Hub's shape);
+// this node adds only that it passed the bytes on.
+func (c *Client) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for _, k := range []string{"Content-Length", "Content-Range", "Content-Type", headerSource, hf.HeaderErrorCode, hf.HeaderErrorMessage, "Retry-After"} {
+		if v := resp.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	h.Set(headerVia, h.Get(headerNode))
+	if owner := resp.Header.Get(headerNode); owner != "" {
+		h.Set(headerNode, owner)
+	}
+	if resp.StatusCode >= 400 {
+		h.Del("ETag")
+		h.Del(hf.HeaderLinkedETag)
+		h.Del(hf.HeaderLinkedSize)
+		h.Del("Content-Disposition")
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // serveStream serves a blob that is still being filled (or passed through),
@@ -118,6 +163,7 @@ func (c *Client) serveStream(w http.ResponseWriter, r *http.Request, content *no
 		}
 	}
 	h := w.Header()
+	h.Set(headerSource, content.CurrentSource())
 	h.Set("Content-Length", strconv.FormatInt(br.end-br.start, 10))
 	if status == http.StatusPartialContent {
 		h.Set("Content-Range", "bytes "+strconv.FormatInt(br.start, 10)+"-"+strconv.FormatInt(br.end-1, 10)+"/"+strconv.FormatInt(size, 10))

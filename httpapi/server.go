@@ -31,6 +31,12 @@ type Node interface {
 	Open(ctx context.Context, f *node.File) (*node.Content, error)
 	API(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	Passthrough(ctx context.Context, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error)
+
+	// The same, as the owner, for requests forwarded by peers.
+	VerifyPeer(r *http.Request) error
+	ResolveLocal(ctx context.Context, req node.FileRequest) (*node.File, error)
+	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
+	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -72,6 +78,10 @@ func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
 	if p == "/-/health" {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": c.node.Name()})
+		return
+	}
+	if strings.HasPrefix(p, "/-/") {
+		c.servePeer(w, r, p)
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -144,6 +154,7 @@ const (
 	headerNode    = "X-Hfcache-Node"
 	headerSource  = "X-Hfcache-Source"
 	headerStale   = "X-Hfcache-Stale"
+	headerVia     = "X-Hfcache-Via"
 	exposeHeaders = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, Content-Length, X-Linked-Size, X-Linked-ETag, X-Hfcache-Node, X-Hfcache-Source, X-Hfcache-Stale"
 )
 

@@ -42,13 +42,13 @@ type APIRequest struct {
 // APIResponse is the Hub's JSON, Xet-free, with the pagination link made
 // relative to the Hub's base URL so the HTTP layer can point it at itself.
 type APIResponse struct {
-	Status      int
-	ContentType string
-	Body        []byte
+	Status      int    `json:"status"`
+	ContentType string `json:"content_type,omitempty"`
+	Body        []byte `json:"body"`
 	// Next is the next page as an escaped path and query relative to the
 	// Hub ("/api/models/x/tree/main?cursor=..."), or "".
-	Next  string
-	Stale bool
+	Next  string `json:"next,omitempty"`
+	Stale bool   `json:"stale,omitempty"`
 }
 
 // apiEntry is a cached API response. Entries fetched without any token
@@ -63,10 +63,38 @@ type apiEntry struct {
 	Anonymous   bool      `json:"anonymous"`
 }
 
-// API answers a repository API call from cache or from the Hub. Responses
-// for a commit are immutable; for a branch they live for the ref TTL, and
-// are served stale while the Hub is unreachable.
+// API answers a repository API call through the repository's owner on the
+// ring, which caches it for the cluster (or locally on a single node).
 func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
+	if n.cluster == nil {
+		return n.APILocal(ctx, req)
+	}
+	token := n.upstreamToken(req.Token)
+	for _, p := range n.cluster.Route(req.Repo.Key(), 3) {
+		if p.Name == n.cluster.Self() {
+			break
+		}
+		var resp APIResponse
+		err := n.peers.call(ctx, p, PeerAPIPath, PeerAPIRequest{
+			Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
+			Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: token,
+		}, &resp)
+		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
+			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &resp, nil
+	}
+	return n.APILocal(ctx, req)
+}
+
+// APILocal answers a repository API call as its owner: from cache or from
+// the Hub. Responses for a commit are immutable; for a branch they live for
+// the ref TTL, and are served stale while the Hub is unreachable.
+func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	token := n.upstreamToken(req.Token)
 	repoKey := req.Repo.Key()
 	now := n.cfg.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 const (
 	SourceDisk     = "disk"
 	SourceUpstream = "upstream"
+	SourcePeer     = "peer"
 )
 
 // Content is a file's bytes, ready to serve: either a complete blob on disk
@@ -25,16 +27,85 @@ type Content struct {
 	Size   int64
 	Source string
 
-	n    *Node
-	f    File
-	blob *store.Blob // complete on disk
-	fill *fill       // being filled; nil with blob == nil means pass-through
+	n     *Node
+	f     File
+	blob  *store.Blob // complete on disk
+	fill  *fill       // being filled; nil with blob == nil means pass-through
+	owner []Peer      // the blob lives on these nodes, best first: proxy to them
 }
 
-// Open returns the content of a resolved file. A blob that is not on disk
-// starts (or joins) the node's single fill for it.
+// Open returns the content of a resolved file. A blob on this node's disk
+// is served from it, wherever the ring puts it. Otherwise the blob's owner
+// serves it (the Content is Remote), or, when this node is the owner, the
+// node's single fill for it starts or is joined.
 func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
+	if n.cluster == nil {
+		return n.OpenLocal(ctx, f, false)
+	}
+	if b, err := n.store.Open(f.Blob); err == nil {
+		return &Content{Size: f.Size, Source: SourceDisk, n: n, f: *f, blob: b}, nil
+	}
+	route := n.cluster.Route(f.Blob.String(), 3)
+	if route[0].Name == n.cluster.Self() {
+		return n.OpenLocal(ctx, f, false)
+	}
+	if n.hot.hit(f.Blob) {
+		n.keepHotCopy(f)
+	}
+	return &Content{Size: f.Size, Source: SourcePeer, n: n, f: *f, owner: route}, nil
+}
+
+// ErrNotCached is returned by OpenLocal with onlyDisk for a blob this node
+// does not hold.
+var ErrNotCached = store.ErrNotFound
+
+// Remote reports whether the bytes are on another node (use Proxy).
+func (c *Content) Remote() bool { return len(c.owner) > 0 }
+
+// Proxy asks the blob's owner for the bytes, forwarding the caller's Range
+// and conditional headers; the owner answers exactly as it would a client.
+// If no owner can be reached this node serves the blob itself: the
+// returned response is nil and the Content has become local.
+func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, error) {
+	for _, p := range c.owner {
+		if p.Name == c.n.cluster.Self() {
+			break
+		}
+		resp, err := c.n.peers.blob(ctx, p, &c.f, hdr, false)
+		if errors.Is(err, errPeerDown) {
+			c.n.log.Warn("blob owner unreachable, trying the next node", "peer", p.Name, "blob", c.f.Blob, "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 500 && resp.Header.Get(hf.HeaderErrorCode) == "" {
+			resp.Body.Close()
+			continue
+		}
+		return resp, nil
+	}
+	local, err := c.n.OpenLocal(ctx, &c.f, false)
+	if err != nil {
+		return nil, err
+	}
+	*c = *local
+	return nil, nil
+}
+
+// OpenLocal returns the content from this node: its disk, or its fill
+// (which copies from a peer that holds the blob before asking the Hub).
+// With onlyDisk, a blob not on disk is ErrNotFound-wrapped store.ErrNotFound.
+func (n *Node) OpenLocal(ctx context.Context, f *File, onlyDisk bool) (*Content, error) {
 	c := &Content{Size: f.Size, n: n, f: *f}
+	if onlyDisk {
+		b, err := n.store.Open(f.Blob)
+		if err != nil {
+			return nil, err
+		}
+		c.blob, c.Source = b, SourceDisk
+		return c, nil
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		b, err := n.store.Open(f.Blob)
 		if err == nil {
@@ -60,6 +131,15 @@ func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
 	}
 	c.Source = SourceUpstream
 	return c, nil
+}
+
+// CurrentSource is where the bytes come from, as far as known now (a fill
+// decides between a peer and the Hub once it starts).
+func (c *Content) CurrentSource() string {
+	if c.fill != nil {
+		return c.fill.Source()
+	}
+	return c.Source
 }
 
 // File returns the complete blob file, if the content is on disk.

@@ -33,6 +33,7 @@ type fill struct {
 	storeErr error         // the disk refused writes; unwritten bytes come from upstream
 	verified bool          // committed: every byte is readable
 	finished bool          // the filling goroutine is done
+	source   string        // where the bytes come from: upstream or peer
 	refs     int           // holders of w: readers' Contents and the filler
 }
 
@@ -53,6 +54,16 @@ func (fl *fill) state() fillState {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	return fillState{fl.written, fl.err, fl.storeErr, fl.verified, fl.changed}
+}
+
+// Source is where the fill gets its bytes (SourcePeer or SourceUpstream).
+func (fl *fill) Source() string {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.source == "" {
+		return SourceUpstream
+	}
+	return fl.source
 }
 
 // update changes the state under the lock and wakes every waiting reader.
@@ -143,6 +154,9 @@ func (e *diskError) Unwrap() error { return e.err }
 // Range after a broken connection, up to FillRetries times without progress.
 func (n *Node) copyUpstream(fl *fill, f *File) error {
 	buf := make([]byte, 256<<10)
+	if err := n.copyFromPeers(fl, f, buf); err != nil {
+		return err
+	}
 	failures := 0
 	for {
 		off := fl.state().written
@@ -185,6 +199,42 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 			return n.ctx.Err()
 		}
 	}
+}
+
+// copyFromPeers copies the blob from a node that holds it on disk: one of
+// its previous owners after the ring moved, or another node of its
+// preference list. Whatever a peer could not deliver is left for the Hub.
+// It returns an error only when the store fails.
+func (n *Node) copyFromPeers(fl *fill, f *File, buf []byte) error {
+	if n.cluster == nil {
+		return nil
+	}
+	for _, p := range n.cluster.Holders(f.Blob.String(), 4) {
+		resp, err := n.peers.blob(n.ctx, p, f, nil, true)
+		if err != nil {
+			continue
+		}
+		if resp.StatusCode != 200 {
+			resp.Body.Close()
+			continue
+		}
+		fl.mu.Lock()
+		fl.source = SourcePeer
+		fl.mu.Unlock()
+		_, err = copyBody(fl, resp.Body, buf, fl.state().written, 0)
+		resp.Body.Close()
+		var diskErr *diskError
+		if errors.As(err, &diskErr) {
+			return err
+		}
+		if err != nil {
+			n.log.Warn("peer copy broke, continuing from the Hub", "peer", p.Name, "blob", fl.id, "err", err)
+		} else {
+			n.log.Info("blob copied from peer", "peer", p.Name, "blob", fl.id, "bytes", fl.size)
+		}
+		return nil
+	}
+	return nil
 }
 
 // openUpstream opens the blob's bytes from off. When the Hub ignores the

@@ -92,6 +92,17 @@ type Config struct {
 	FillRetries int
 	// MetaEntries bounds the in-memory metadata cache (entries).
 	MetaEntries int
+	// Cluster, when set, routes metadata to the repository's owner and
+	// blobs to the blob's owner; nil runs a single node.
+	Cluster *Cluster
+	// PeerAuth signs requests to peers and verifies theirs.
+	PeerAuth PeerAuth
+	// HotThreshold is how many times a non-owner serves a blob within
+	// HotWindow before it keeps a copy of its own (0 disables); hot copies
+	// take at most HotFraction of the store budget.
+	HotThreshold int
+	HotWindow    time.Duration
+	HotBytes     int64
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
@@ -105,6 +116,8 @@ func DefaultConfig() Config {
 		FarRange:    64 << 20,
 		FillRetries: 5,
 		MetaEntries: 200_000,
+		HotThreshold: 20,
+		HotWindow:    time.Minute,
 		Logger:      slog.Default(),
 		Now:         time.Now,
 	}
@@ -145,6 +158,10 @@ type Node struct {
 	access *accessCache
 	group  singleflight.Group
 
+	cluster *Cluster
+	peers   *peerClient
+	hot     *hotCounter
+
 	mu    sync.Mutex
 	fills map[hf.BlobID]*fill
 
@@ -167,11 +184,33 @@ func New(cfg Config, hub Hub, st Store) (*Node, error) {
 		log:    cfg.Logger,
 		meta:   newMetaCache(st, cfg.MetaEntries, cfg.Logger),
 		access: newAccessCache(cfg.Now),
-		fills:  make(map[hf.BlobID]*fill),
-		ctx:    ctx,
-		cancel: cancel,
+		fills:   make(map[hf.BlobID]*fill),
+		cluster: cfg.Cluster,
+		peers:   newPeerClient(cfg.PeerAuth),
+		hot:     newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
+		ctx:     ctx,
+		cancel:  cancel,
 	}, nil
 }
+
+// Start runs the node's background work: the cluster's event loop that
+// feeds membership into the ring.
+func (n *Node) Start() {
+	if n.cluster != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.cluster.run(n.ctx)
+		}()
+	}
+}
+
+// VerifyPeer authenticates a request from another node.
+func (n *Node) VerifyPeer(r *http.Request) error { return n.cfg.PeerAuth.Verify(r) }
+
+// Owns reports whether this node owns a blob on the current ring (a single
+// node owns everything). The store evicts blobs it does not own first.
+func (n *Node) Owns(id hf.BlobID) bool { return n.cluster == nil || n.cluster.Owns(id.String()) }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -179,6 +218,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 // Shutdown stops background fills and waits for them, or for ctx.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.cancel()
+	n.peers.close()
 	done := make(chan struct{})
 	go func() { n.wg.Wait(); close(done) }()
 	select {

@@ -69,10 +69,53 @@ func fileKey(repo hf.Repo, commit string, p hf.Path) string {
 }
 
 // Resolve answers what a HEAD of the file would: the commit the revision
-// points at and the file's content address and size. Cached, immutable
-// metadata is used when the caller may see the repository; otherwise the Hub
-// is asked once (single flight) with the caller's token.
+// points at and the file's content address and size. Immutable metadata
+// cached here is used when the caller may see the repository; otherwise the
+// repository's owner on the ring answers (it asks the Hub at most once per
+// TTL for the whole cluster), or this node if it owns the repository or no
+// owner can be reached.
 func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
+	if n.cluster == nil {
+		return n.ResolveLocal(ctx, req)
+	}
+	token := n.upstreamToken(req.Token)
+	if req.Revision.IsCommit() && n.access.allowed(req.Repo.Key(), token, n.cfg.AuthTTL) {
+		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, string(req.Revision), req.Path)); ok {
+			return n.fileFrom(req, string(req.Revision), fe, token, false)
+		}
+	}
+	for _, p := range n.cluster.Route(req.Repo.Key(), 3) {
+		if p.Name == n.cluster.Self() {
+			return n.ResolveLocal(ctx, req)
+		}
+		var pf PeerFile
+		err := n.peers.call(ctx, p, PeerResolvePath, PeerFileRequest{
+			Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
+		}, &pf)
+		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
+			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		f, err := FileFromPeer(req.Repo, req.Path, pf, token)
+		if err != nil {
+			return nil, err
+		}
+		// The owner's answer is the Hub's: remember the immutable part.
+		n.access.accepted(req.Repo.Key(), token)
+		put(n.meta, bucketFiles, fileKey(req.Repo, f.Commit, req.Path), fileEntry{
+			Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition,
+		})
+		return f, nil
+	}
+	return n.ResolveLocal(ctx, req)
+}
+
+// ResolveLocal is Resolve as the repository's owner: from this node's cache
+// or the Hub, never from a peer.
+func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error) {
 	token := n.upstreamToken(req.Token)
 	repoKey := req.Repo.Key()
 	now := n.cfg.Now()

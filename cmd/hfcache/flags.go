@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -93,4 +94,44 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// advertiseHost is the host other nodes and the status page use for this
+// node: the host of --advertise-addr, else the gossip bind host when it is
+// loopback (a test or single-machine cluster), else the first non-loopback
+// IPv4 address.
+func advertiseHost(advertise, gossip string) (string, error) {
+	if advertise != "" {
+		if h, _, err := net.SplitHostPort(advertise); err == nil {
+			return h, nil
+		}
+		return advertise, nil
+	}
+	h, _, err := net.SplitHostPort(gossip)
+	if err != nil {
+		return "", fmt.Errorf("--gossip-addr %q: %w", gossip, err)
+	}
+	if h != "" && h != "0.0.0.0" && h != "::" {
+		return h, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil {
+			return ip.IP.String(), nil
+		}
+	}
+	return "127.0.0.1", nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func portOf(a net.Addr) string {
+	_, p, _ := net.SplitHostPort(a.String())
+	return p
 }

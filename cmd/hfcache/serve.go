@@ -16,7 +16,9 @@ import (
 	"github.com/hfcache/hfcache/httpapi"
 	"github.com/hfcache/hfcache/hubclient"
 	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/node/membership"
 	"github.com/hfcache/hfcache/node/store"
+	"github.com/hfcache/hfcache/ring"
 	"github.com/spf13/cobra"
 )
 
@@ -31,6 +33,10 @@ type serveFlags struct {
 	refTTL        time.Duration
 	authTTL       time.Duration
 	nodeName      string
+	gossipAddr    string
+	advertiseAddr string
+	join          []string
+	clusterSecret string
 	logLevel      string
 	logFormat     string
 }
@@ -69,7 +75,11 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.StringVar(&f.cacheSize, "cache-size", "", "byte budget for cached blobs, e.g. 200GiB (default: 80% of the data dir's free space at start)")
 	fs.DurationVar(&f.refTTL, "ref-ttl", 60*time.Second, "how long a branch or tag → commit resolution is trusted")
 	fs.DurationVar(&f.authTTL, "auth-ttl", 5*time.Minute, "how long the Hub's acceptance of a caller's token for a gated/private repo is trusted")
-	fs.StringVar(&f.nodeName, "node-name", host, "this node's name")
+	fs.StringVar(&f.nodeName, "node-name", host, "this node's name (unique in the cluster)")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist gossip address (TCP and UDP)")
+	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the first non-loopback address, or the gossip address when bound to loopback)")
+	fs.StringSliceVar(&f.join, "join", nil, "comma-separated host:port gossip addresses of nodes to join (retried in the background)")
+	fs.StringVar(&f.clusterSecret, "cluster-secret", "", "shared secret of the cluster: encrypts gossip and signs peer requests; required with --join; never logged")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -115,18 +125,6 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	defer hub.Close()
 
-	ncfg := node.DefaultConfig()
-	ncfg.Name = f.nodeName
-	ncfg.RefTTL = f.refTTL
-	ncfg.AuthTTL = f.authTTL
-	ncfg.RemoteToken = f.upstreamToken
-	ncfg.RemoteAccess = f.access == "remote"
-	ncfg.Logger = log.With("component", "node")
-	n, err := node.New(ncfg, hub, node.LocalStore(st))
-	if err != nil {
-		return err
-	}
-
 	clientLn, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -136,6 +134,62 @@ func serve(ctx context.Context, f serveFlags) error {
 		clientLn.Close()
 		return fmt.Errorf("--admin-listen: %w", err)
 	}
+
+	// Membership: every node is a cluster of one until it joins others.
+	if len(f.join) > 0 && f.clusterSecret == "" {
+		return errors.New("--cluster-secret is required with --join: it authenticates gossip and peer requests")
+	}
+	host, err := advertiseHost(f.advertiseAddr, f.gossipAddr)
+	if err != nil {
+		return err
+	}
+	if f.clusterSecret == "" && !isLoopback(host) {
+		log.Warn("no --cluster-secret: gossip is unencrypted and this node cannot serve peers; set one before adding nodes")
+	}
+	mcfg := membership.DefaultConfig()
+	mcfg.Name = f.nodeName
+	mcfg.BindAddr = f.gossipAddr
+	mcfg.AdvertiseAddr = f.advertiseAddr
+	mcfg.Join = f.join
+	mcfg.Secret = f.clusterSecret
+	mcfg.Meta = membership.Meta{
+		ClientURL: "http://" + net.JoinHostPort(host, portOf(clientLn.Addr())),
+		AdminURL:  "http://" + net.JoinHostPort(host, portOf(adminLn.Addr())),
+		Version:   version,
+	}
+	mcfg.Logger = log.With("component", "memberlist")
+	members, err := membership.New(mcfg)
+	if err != nil {
+		return err
+	}
+	rcfg := ring.DefaultConfig()
+	rcfg.Logger = log.With("component", "ring")
+	rg, err := ring.New(rcfg)
+	if err != nil {
+		return err
+	}
+	if err := members.Start(); err != nil {
+		return fmt.Errorf("--gossip-addr: %w", err)
+	}
+	defer members.Shutdown()
+
+	ncfg := node.DefaultConfig()
+	ncfg.Name = f.nodeName
+	ncfg.RefTTL = f.refTTL
+	ncfg.AuthTTL = f.authTTL
+	ncfg.RemoteToken = f.upstreamToken
+	ncfg.RemoteAccess = f.access == "remote"
+	ncfg.Logger = log.With("component", "node")
+	ncfg.Cluster = node.NewCluster(rg, members, log.With("component", "cluster"))
+	ncfg.PeerAuth = node.NewPeerAuth(f.clusterSecret, time.Now)
+	ncfg.HotBytes = budget / 10
+	n, err := node.New(ncfg, hub, node.LocalStore(st))
+	if err != nil {
+		return err
+	}
+	st.SetOwned(n.Owns)
+	n.Start()
+
 	client := &http.Server{
 		Handler:           httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n),
 		ReadHeaderTimeout: 30 * time.Second,
@@ -143,9 +197,13 @@ func serve(ctx context.Context, f serveFlags) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	admin := &http.Server{
-		Handler: httpapi.NewAdmin(n, func() httpapi.StoreStats {
-			s := st.Stats()
-			return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
+		Handler: httpapi.NewAdmin(httpapi.AdminDeps{
+			Node: n,
+			Store: func() httpapi.StoreStats {
+				s := st.Stats()
+				return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
+			},
+			Members: members.Members,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -153,7 +211,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	go func() { errc <- client.Serve(clientLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 	log.Info("hfcache serving",
-		"client_addr", clientLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"node", f.nodeName, "client_addr", clientLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"gossip_addr", members.GossipAddr(), "client_url", mcfg.Meta.ClientURL, "join", f.join,
 		"upstream", f.upstream, "upstream_token_set", f.upstreamToken != "", "access", f.access,
 		"data_dir", dataDir, "cache_budget", budget, "version", version)
 
@@ -168,6 +227,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer cancel()
 	client.Shutdown(sctx)
 	admin.Shutdown(sctx)
+	if err := members.Leave(5 * time.Second); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
 	n.Shutdown(sctx)
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil

@@ -248,6 +248,7 @@ var noRedirect = &http.Client{
 type proc struct {
 	URL      string
 	AdminURL string
+	Gossip   string
 	DataDir  string
 	cmd      *exec.Cmd
 	logs     *syncBuffer
@@ -279,6 +280,7 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", dataDir, "--upstream", upstream,
 		"--cache-size", "2GiB", "--log-format", "json", "--log-level", "debug",
+		"--gossip-addr", "127.0.0.1:0",
 	}, args...)
 	cmd := exec.Command(hfcacheBin, all...)
 	cmd.Env = append(os.Environ(), "HF_TOKEN=")
@@ -290,7 +292,7 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan [2]string, 1)
+	ready := make(chan [3]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -301,9 +303,10 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 				Msg    string `json:"msg"`
 				Client string `json:"client_addr"`
 				Admin  string `json:"admin_addr"`
+				Gossip string `json:"gossip_addr"`
 			}
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "hfcache serving" {
-				ready <- [2]string{rec.Client, rec.Admin}
+				ready <- [3]string{rec.Client, rec.Admin, rec.Gossip}
 			}
 		}
 		cmd.Wait()
@@ -312,13 +315,19 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 	t.Cleanup(func() { p.stop(t) })
 	select {
 	case addrs := <-ready:
-		p.URL, p.AdminURL = "http://"+addrs[0], "http://"+addrs[1]
+		p.URL, p.AdminURL, p.Gossip = "http://"+addrs[0], "http://"+addrs[1], addrs[2]
 	case <-p.done:
 		t.Fatalf("hfcache exited before serving:\n%s", p.logs.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("hfcache did not start within 60s:\n%s", p.logs.String())
 	}
 	return p
+}
+
+// kill ends the process with SIGKILL, as a crash would.
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 // stop sends SIGTERM and waits for a clean exit.

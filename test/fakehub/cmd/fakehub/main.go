@@ -31,10 +31,16 @@ func main() {
 	flag.Var(&tokens, "token", "valid token as TOKEN=USER (repeatable)")
 	flag.Var(&grants, "grant", "token granted access to the gated and private demo repos (repeatable)")
 	pageSize := flag.Int("page-size", 0, "tree page size (0 = the Hub's 1000/50)")
+	bigSize := flag.Int64("big", 0, "also serve fakehub/big-model with one LFS file big.bin of this many bytes (generated, not held in memory)")
 	flag.Parse()
 
 	h := fakehub.New()
 	seed(h)
+	if *bigSize > 0 {
+		h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/big-model", Files: []fakehub.File{
+			{Path: "big.bin", Size: *bigSize, Seed: 42, LFS: true},
+		}})
+	}
 	for _, t := range tokens {
 		tok, user, ok := strings.Cut(t, "=")
 		if !ok || tok == "" || user == "" {

@@ -1,0 +1,82 @@
+package membership
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// joinLoop joins the seeds until another member is known, with exponential
+// backoff (JoinRetryMin doubling up to JoinRetryMax, ±20% jitter).
+//
+// A seed list commonly names this node too, and a node contacting itself
+// "succeeds"; so the loop goes on until the view holds a member other than
+// this node (or another node joins this one first). Nodes started together
+// with the same seeds thus cannot settle into separate clusters of one.
+func (m *Membership) joinLoop(ctx context.Context, list *memberlist.Memberlist) {
+	defer m.wg.Done()
+	seeds := m.cfg.Join
+	delay := m.cfg.JoinRetryMin
+	for attempt := 1; ; attempt++ {
+		if n := list.NumMembers(); n > 1 {
+			m.logger.Info("joined the cluster", "members", n, "attempts", attempt-1)
+			return
+		}
+		contacted, err := list.Join(seeds)
+		if ctx.Err() != nil {
+			return
+		}
+		if n := list.NumMembers(); n > 1 {
+			m.logger.Info("joined the cluster", "members", n, "seeds_answered", contacted, "attempts", attempt)
+			return
+		}
+		wait := jitter(delay)
+		switch {
+		case err != nil && secretMismatch(err):
+			m.logger.Warn("cannot join the cluster: a seed refused our gossip (cluster secret mismatch?); retrying",
+				"seeds", seeds, "attempt", attempt, "retry_in", wait, "err", flatten(err))
+		case err != nil:
+			m.logger.Warn("cannot join the cluster yet: no seed answered; retrying",
+				"seeds", seeds, "attempt", attempt, "retry_in", wait, "err", flatten(err))
+		case attempt == 1:
+			m.logger.Info("only this node answered among the seeds; waiting for others",
+				"seeds", seeds, "retry_in", wait)
+		default:
+			m.logger.Debug("only this node answered among the seeds; waiting for others",
+				"seeds", seeds, "attempt", attempt, "retry_in", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait): // collected once fired or unreferenced (Go 1.23+)
+		}
+		delay = min(2*delay, m.cfg.JoinRetryMax)
+	}
+}
+
+// secretMismatch says whether a join failed on encryption: the seed could
+// not decrypt our state or we its answer (different secrets), or one side
+// encrypts and the other does not.
+func secretMismatch(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "crypt")
+}
+
+// jitter spreads d by ±20% so restarted nodes do not retry in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d) / 5
+	if spread == 0 {
+		return d
+	}
+	return d - time.Duration(spread) + time.Duration(rand.Int64N(2*spread+1))
+}
+
+// flatten puts memberlist's multi-line multierror on one line.
+func flatten(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,190 @@
+package membership
+
+import (
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// State is a member's state as this node sees it.
+type State string
+
+// States.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+)
+
+// Member is one member of this node's view.
+type Member struct {
+	Name  string
+	Addr  string // gossip "host:port"
+	State State
+	Meta  Meta
+	Self  bool
+}
+
+// forgetAfter is how long a dead or left member stays in the view.
+const forgetAfter = 24 * time.Hour
+
+// view is this node's picture of the cluster. memberlist feeds it through
+// its event delegate (joins, updates, leaves: called in memberlist's order,
+// under memberlist's node lock), its ping delegate (successful probes) and
+// the log bridge (failed probes: suspicion). See DESIGN.md.
+//
+// Lock order: memberlist's node lock, then mu. Nothing here calls into
+// memberlist, and nothing logs while holding mu.
+type view struct {
+	self    string
+	logger  *slog.Logger
+	now     func() time.Time
+	changes chan struct{}
+
+	mu      sync.Mutex
+	members map[string]*record
+}
+
+type record struct {
+	addr    string
+	meta    Meta
+	leaving bool // the member announced it is leaving
+	state   State
+	since   time.Time // of the last state change
+}
+
+var (
+	_ memberlist.EventDelegate = (*view)(nil)
+	_ memberlist.PingDelegate  = (*view)(nil)
+)
+
+func newView(self string, logger *slog.Logger) *view {
+	return &view{
+		self:    self,
+		logger:  logger,
+		now:     time.Now,
+		changes: make(chan struct{}, 1),
+		members: map[string]*record{},
+	}
+}
+
+// signal tells the Changes reader to look again; signals coalesce.
+func (v *view) signal() {
+	select {
+	case v.changes <- struct{}{}:
+	default:
+	}
+}
+
+// NotifyJoin is a member seen for the first time, or back from dead or left.
+func (v *view) NotifyJoin(n *memberlist.Node) {
+	w, err := decodeMeta(n.Meta)
+	v.mu.Lock()
+	v.members[n.Name] = &record{addr: n.Address(), meta: w.Meta, leaving: w.Leaving, state: StateAlive, since: v.now()}
+	v.mu.Unlock()
+	v.signal()
+	v.badMeta(n, err)
+}
+
+// NotifyUpdate is a member's new metadata or address; memberlist also
+// marks it alive, which ends a suspicion.
+func (v *view) NotifyUpdate(n *memberlist.Node) {
+	w, err := decodeMeta(n.Meta)
+	addr := n.Address()
+	v.mu.Lock()
+	r, ok := v.members[n.Name]
+	if !ok {
+		r = &record{state: StateDead} // not seen join: cannot happen, but be whole
+		v.members[n.Name] = r
+	}
+	changed := r.addr != addr || r.meta != w.Meta || r.state != StateAlive
+	r.addr, r.meta, r.leaving = addr, w.Meta, w.Leaving
+	if r.state != StateAlive {
+		r.state, r.since = StateAlive, v.now()
+	}
+	v.mu.Unlock()
+	if changed {
+		v.signal()
+	}
+	v.badMeta(n, err)
+}
+
+// NotifyLeave is a member declared dead, or leaving of its own accord:
+// left if it announced its leave in its metadata, dead otherwise.
+func (v *view) NotifyLeave(n *memberlist.Node) {
+	w, _ := decodeMeta(n.Meta)
+	state := StateDead
+	v.mu.Lock()
+	r, ok := v.members[n.Name]
+	if !ok {
+		r = &record{addr: n.Address(), meta: w.Meta}
+		v.members[n.Name] = r
+	}
+	if w.Leaving || r.leaving {
+		state = StateLeft
+	}
+	r.state, r.since = state, v.now()
+	v.mu.Unlock()
+	v.signal()
+}
+
+// suspect is one of this node's probes of a member failing: memberlist
+// now suspects it (see DESIGN.md).
+func (v *view) suspect(name string) {
+	v.mu.Lock()
+	r, ok := v.members[name]
+	changed := ok && name != v.self && r.state == StateAlive
+	if changed {
+		r.state, r.since = StateSuspect, v.now()
+	}
+	v.mu.Unlock()
+	if changed {
+		v.signal()
+	}
+}
+
+// NotifyPingComplete is a probe of a member answered: a suspect member has
+// refuted the suspicion (memberlist reports no event for that).
+func (v *view) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	v.mu.Lock()
+	r, ok := v.members[n.Name]
+	changed := ok && r.state == StateSuspect
+	if changed {
+		r.state, r.since = StateAlive, v.now()
+	}
+	v.mu.Unlock()
+	if changed {
+		v.signal()
+	}
+}
+
+// AckPayload adds nothing to acks.
+func (v *view) AckPayload() []byte { return nil }
+
+// snapshot is the view sorted by name, forgetting members dead or left for
+// longer than forgetAfter.
+func (v *view) snapshot() []Member {
+	now := v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]Member, 0, len(v.members))
+	for name, r := range v.members {
+		if (r.state == StateDead || r.state == StateLeft) && now.Sub(r.since) > forgetAfter {
+			delete(v.members, name)
+			continue
+		}
+		out = append(out, Member{Name: name, Addr: r.addr, State: r.state, Meta: r.meta, Self: name == v.self})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (v *view) badMeta(n *memberlist.Node, err error) {
+	if err != nil {
+		v.logger.Warn("member has unreadable metadata; its endpoints are unknown", "member", n.Name, "addr", n.Address(), "err", err)
+	}
+}
