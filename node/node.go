@@ -103,23 +103,23 @@ type Config struct {
 	HotThreshold int
 	HotWindow    time.Duration
 	HotBytes     int64
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // DefaultConfig is a node's configuration with production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Name:        "hfcache",
-		RefTTL:      60 * time.Second,
-		AuthTTL:     5 * time.Minute,
-		FarRange:    64 << 20,
-		FillRetries: 5,
-		MetaEntries: 200_000,
+		Name:         "hfcache",
+		RefTTL:       60 * time.Second,
+		AuthTTL:      5 * time.Minute,
+		FarRange:     64 << 20,
+		FillRetries:  5,
+		MetaEntries:  200_000,
 		HotThreshold: 20,
 		HotWindow:    time.Minute,
-		Logger:      slog.Default(),
-		Now:         time.Now,
+		Logger:       slog.Default(),
+		Now:          time.Now,
 	}
 }
 
@@ -178,12 +178,12 @@ func New(cfg Config, hub Hub, st Store) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
-		cfg:    cfg,
-		hub:    hub,
-		store:  st,
-		log:    cfg.Logger,
-		meta:   newMetaCache(st, cfg.MetaEntries, cfg.Logger),
-		access: newAccessCache(cfg.Now),
+		cfg:     cfg,
+		hub:     hub,
+		store:   st,
+		log:     cfg.Logger,
+		meta:    newMetaCache(st, cfg.MetaEntries, cfg.Logger),
+		access:  newAccessCache(cfg.Now),
 		fills:   make(map[hf.BlobID]*fill),
 		cluster: cfg.Cluster,
 		peers:   newPeerClient(cfg.PeerAuth),
