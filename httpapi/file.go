@@ -128,6 +128,11 @@ func (c *Client) serveStream(w http.ResponseWriter, r *http.Request, content *no
 	if ir := r.Header.Get("If-Range"); ir != "" && !etagMatches(ir, etag) {
 		rangeHdr = ""
 	}
+	if size == 0 {
+		// As net/http does: an empty file ignores Range (200, not 416), so
+		// a blob answers the same while filling and once on disk.
+		rangeHdr = ""
+	}
 	if rangeHdr != "" {
 		ranges, err := parseRanges(rangeHdr, size)
 		switch {

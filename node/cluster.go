@@ -12,6 +12,7 @@ import (
 // Ring is what the node needs from the consistent-hash ring.
 type Ring interface {
 	Set(members []string) uint64
+	Members() []string
 	Owner(key string) (string, bool)
 	Preference(key string, n int) []string
 	PreviousOwners(key string) []string
@@ -51,6 +52,9 @@ func NewCluster(ring Ring, members Membership, log *slog.Logger) *Cluster {
 	c.refresh()
 	return c
 }
+
+// RingMembers are the members the ring places keys on now.
+func (c *Cluster) RingMembers() []string { return c.ring.Members() }
 
 // Self is this node's name.
 func (c *Cluster) Self() string { return c.self }

@@ -205,6 +205,14 @@ func (n *Node) Start() {
 	}
 }
 
+// RingMembers are the nodes the ring places keys on, as this node sees it.
+func (n *Node) RingMembers() []string {
+	if n.cluster == nil {
+		return []string{n.cfg.Name}
+	}
+	return n.cluster.RingMembers()
+}
+
 // VerifyPeer authenticates a request from another node.
 func (n *Node) VerifyPeer(r *http.Request) error { return n.cfg.PeerAuth.Verify(r) }
 

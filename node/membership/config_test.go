@@ -89,11 +89,11 @@ func TestValidateCases(t *testing.T) {
 		{"retry min > max", func(c *Config) { c.JoinRetryMin, c.JoinRetryMax = time.Minute, time.Second }, "more than JoinRetryMax"},
 		{"meta at the limit", func(c *Config) {
 			c.Meta = Meta{}
-			c.Meta.Version = strings.Repeat("v", 512-len(`{"c":"","a":"","v":"","l":true}`))
+			c.Meta.Version = strings.Repeat("v", 512-len(`{"c":"","a":"","v":"","i":"0123456789abcdef"}`))
 		}, ""},
 		{"meta one byte over", func(c *Config) {
 			c.Meta = Meta{}
-			c.Meta.Version = strings.Repeat("v", 513-len(`{"c":"","a":"","v":"","l":true}`))
+			c.Meta.Version = strings.Repeat("v", 513-len(`{"c":"","a":"","v":"","i":"0123456789abcdef"}`))
 		}, "more than memberlist's 512"},
 		{"raft addr", func(c *Config) { c.Meta.RaftAddr = "10.0.0.5:7947" }, ""},
 	} {

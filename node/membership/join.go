@@ -17,7 +17,7 @@ import (
 // this node (or another node joins this one first). Nodes started together
 // with the same seeds thus cannot settle into separate clusters of one.
 func (m *Membership) joinLoop(ctx context.Context, list *memberlist.Memberlist) {
-	defer m.wg.Done()
+	defer close(m.joinDone)
 	seeds := m.cfg.Join
 	delay := m.cfg.JoinRetryMin
 	for attempt := 1; ; attempt++ {

@@ -53,7 +53,8 @@ type Membership struct {
 	list       *memberlist.Memberlist
 	cancelJoin context.CancelFunc // stops the join loop
 	cancelDial context.CancelFunc // cuts the transport's outgoing connections
-	wg         sync.WaitGroup     // the join loop
+	joinDone   chan struct{}      // closed when the join loop has returned
+	sends      sync.WaitGroup     // leave notices in flight
 }
 
 // New checks cfg and prepares a Membership; it does no I/O.
@@ -66,9 +67,10 @@ func New(cfg Config) (*Membership, error) {
 		cfg:    cfg,
 		logger: cfg.Logger,
 		view:   newView(cfg.Name, cfg.Logger),
-		local:  &localMeta{},
+		local:  &localMeta{life: newLife()},
 	}
-	if err := m.local.set(cfg.Meta, false); err != nil {
+	m.local.onLeave = m.view.leaveNotice
+	if err := m.local.set(cfg.Meta); err != nil {
 		return nil, fmt.Errorf("%w: Meta: %v", ErrInvalidConfig, err)
 	}
 	return m, nil
@@ -147,11 +149,13 @@ func (m *Membership) Start() error {
 
 	joinCtx, cancelJoin := context.WithCancel(context.Background())
 	m.cancelJoin = cancelJoin
+	m.joinDone = make(chan struct{})
 	m.logger.Info("gossip started", "node", m.cfg.Name, "bind", net.JoinHostPort(bindIP.String(), strconv.Itoa(boundPort)),
 		"advertise", addr, "encrypted", m.cfg.Secret != "", "seeds", m.cfg.Join)
 	if len(m.cfg.Join) > 0 {
-		m.wg.Add(1)
 		go m.joinLoop(joinCtx, list)
+	} else {
+		close(m.joinDone)
 	}
 	return nil
 }
@@ -265,7 +269,7 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 	if m.phase == phaseStopped {
 		return ErrStopped
 	}
-	if err := m.local.set(meta, false); err != nil {
+	if err := m.local.set(meta); err != nil {
 		return fmt.Errorf("membership: UpdateMeta: %w", err)
 	}
 	if m.phase == phaseNew {
@@ -280,7 +284,8 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 // Leave tells the cluster this node is leaving, so the others see it as
 // left rather than dead, then shuts down. timeout (default 5s if <= 0)
 // bounds the wait for the announcements to go out; the node shuts down
-// either way. Leave after Shutdown does nothing.
+// either way. A member that missed them sees this node dead. Leave after
+// Shutdown does nothing.
 func (m *Membership) Leave(timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = defaultLeaveTimeout
@@ -295,16 +300,20 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
-	m.cancelJoin()
 
-	// First gossip the intent (memberlist's own leave message does not
-	// reach its event delegate as a leave rather than a death), then leave.
-	meta, _ := m.local.get()
-	if err := m.local.set(meta, true); err == nil {
-		if err := m.list.UpdateNode(timeout / 2); err != nil {
-			m.logger.Debug("leave intent not yet gossiped everywhere", "err", err)
-		}
+	// Let a join attempt in flight finish (within a third of the budget):
+	// the members it finds must hear the leave too.
+	m.cancelJoin()
+	select {
+	case <-m.joinDone:
+	case <-time.After(timeout / 3):
 	}
+
+	// Tell every member first, directly: memberlist's leave message reaches
+	// their event delegates as a death (see leave.go).
+	sent, failed := m.announceLeave(max(time.Until(deadline)/2, time.Millisecond))
+	m.logger.Debug("leave announced", "members_told", sent, "not_told", failed)
+
 	var leaveErr error
 	if err := m.list.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		leaveErr = fmt.Errorf("membership: leave: %w", err)
@@ -335,8 +344,9 @@ func (m *Membership) stopLocked() error {
 	m.phase = phaseStopped
 	m.cancelJoin()
 	err := m.list.Shutdown()
-	m.cancelDial() // an in-flight join gives up now
-	m.wg.Wait()
+	m.cancelDial() // an in-flight join or leave notice gives up now
+	<-m.joinDone
+	m.sends.Wait()
 	if err != nil {
 		return fmt.Errorf("membership: shutdown: %w", err)
 	}

@@ -1,12 +1,15 @@
 package membership
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/memberlist"
@@ -21,17 +24,27 @@ type Meta struct {
 	Version   string `json:"v"`
 }
 
-// wireMeta is Meta as gossiped. Leaving is set by a node that is about to
-// leave gracefully, so the others can tell a leave from a crash (memberlist
-// does not tell its event delegate which one it was).
+// wireMeta is Meta as gossiped, with the member's life: a random id drawn
+// by each Membership, so a leave announced by one run of a node is never
+// taken for the departure of the next run under the same name.
 type wireMeta struct {
 	Meta
-	Leaving bool `json:"l,omitempty"`
+	Life string `json:"i,omitempty"`
+}
+
+// lifeLen is the length of a life id (hex).
+const lifeLen = 16
+
+// newLife draws a life id.
+func newLife() string {
+	var b [lifeLen / 2]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // encodeMeta is the metadata memberlist carries for a member.
-func encodeMeta(m Meta, leaving bool) ([]byte, error) {
-	b, err := json.Marshal(wireMeta{Meta: m, Leaving: leaving})
+func encodeMeta(m Meta, life string) ([]byte, error) {
+	b, err := json.Marshal(wireMeta{Meta: m, Life: life})
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +66,7 @@ func decodeMeta(b []byte) (wireMeta, error) {
 }
 
 // validate reports every problem with m: malformed URLs or Raft address, or
-// an encoding too large for memberlist (counted with the leave flag set).
+// an encoding too large for memberlist.
 func (m Meta) validate() []error {
 	var errs []error
 	for _, u := range []struct{ field, value string }{{"ClientURL", m.ClientURL}, {"AdminURL", m.AdminURL}} {
@@ -69,7 +82,7 @@ func (m Meta) validate() []error {
 			errs = append(errs, fmt.Errorf("Meta.RaftAddr %q: %w", m.RaftAddr, err))
 		}
 	}
-	if _, err := encodeMeta(m, true); err != nil {
+	if _, err := encodeMeta(m, strings.Repeat("0", lifeLen)); err != nil {
 		errs = append(errs, fmt.Errorf("Meta: %w", err))
 	}
 	return errs
@@ -122,11 +135,14 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// localMeta is this node's metadata, served to memberlist (its Delegate).
+// localMeta is this node's side of memberlist's Delegate: its metadata,
+// and the leave announcements other members send it (see leave.go).
 type localMeta struct {
+	life    string
+	onLeave func(leaveNotice)
+
 	mu      sync.Mutex
 	meta    Meta
-	leaving bool
 	encoded []byte
 }
 
@@ -134,21 +150,15 @@ var _ memberlist.Delegate = (*localMeta)(nil)
 
 // set replaces the metadata; the previous one stays if the new one does not
 // encode within memberlist's limit.
-func (l *localMeta) set(m Meta, leaving bool) error {
-	b, err := encodeMeta(m, leaving)
+func (l *localMeta) set(m Meta) error {
+	b, err := encodeMeta(m, l.life)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.meta, l.leaving, l.encoded = m, leaving, b
+	l.meta, l.encoded = m, b
 	l.mu.Unlock()
 	return nil
-}
-
-func (l *localMeta) get() (Meta, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.meta, l.leaving
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -161,10 +171,16 @@ func (l *localMeta) NodeMeta(limit int) []byte {
 	return l.encoded
 }
 
-// NotifyMsg implements memberlist.Delegate; no user messages are sent.
-func (l *localMeta) NotifyMsg([]byte) {}
+// NotifyMsg implements memberlist.Delegate: a member announcing its leave.
+// memberlist reuses buf after the call; decoding copies what it keeps.
+func (l *localMeta) NotifyMsg(buf []byte) {
+	if n, ok := decodeLeaveNotice(buf); ok && l.onLeave != nil {
+		l.onLeave(n)
+	}
+}
 
-// GetBroadcasts implements memberlist.Delegate.
+// GetBroadcasts implements memberlist.Delegate; nothing is gossiped
+// besides memberlist's own messages.
 func (l *localMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 // LocalState implements memberlist.Delegate; no state beyond membership.

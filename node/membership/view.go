@@ -52,7 +52,8 @@ type view struct {
 type record struct {
 	addr    string
 	meta    Meta
-	leaving bool // the member announced it is leaving
+	life    string // the member's run (see wireMeta)
+	leaving bool   // it sent a leave notice in this run
 	state   State
 	since   time.Time // of the last state change
 }
@@ -84,7 +85,15 @@ func (v *view) signal() {
 func (v *view) NotifyJoin(n *memberlist.Node) {
 	w, err := decodeMeta(n.Meta)
 	v.mu.Lock()
-	v.members[n.Name] = &record{addr: n.Address(), meta: w.Meta, leaving: w.Leaving, state: StateAlive, since: v.now()}
+	old := v.members[n.Name]
+	v.members[n.Name] = &record{
+		addr:    n.Address(),
+		meta:    w.Meta,
+		life:    w.Life,
+		leaving: old != nil && old.leaving && old.life == w.Life,
+		state:   StateAlive,
+		since:   v.now(),
+	}
 	v.mu.Unlock()
 	v.signal()
 	v.badMeta(n, err)
@@ -102,7 +111,10 @@ func (v *view) NotifyUpdate(n *memberlist.Node) {
 		v.members[n.Name] = r
 	}
 	changed := r.addr != addr || r.meta != w.Meta || r.state != StateAlive
-	r.addr, r.meta, r.leaving = addr, w.Meta, w.Leaving
+	if r.life != w.Life {
+		r.life, r.leaving = w.Life, false
+	}
+	r.addr, r.meta = addr, w.Meta
 	if r.state != StateAlive {
 		r.state, r.since = StateAlive, v.now()
 	}
@@ -114,22 +126,41 @@ func (v *view) NotifyUpdate(n *memberlist.Node) {
 }
 
 // NotifyLeave is a member declared dead, or leaving of its own accord:
-// left if it announced its leave in its metadata, dead otherwise.
+// left if it sent a leave notice (or is this node), dead otherwise.
 func (v *view) NotifyLeave(n *memberlist.Node) {
-	w, _ := decodeMeta(n.Meta)
-	state := StateDead
 	v.mu.Lock()
 	r, ok := v.members[n.Name]
 	if !ok {
-		r = &record{addr: n.Address(), meta: w.Meta}
+		w, _ := decodeMeta(n.Meta)
+		r = &record{addr: n.Address(), meta: w.Meta, life: w.Life}
 		v.members[n.Name] = r
 	}
-	if w.Leaving || r.leaving {
+	state := StateDead
+	if r.leaving || n.Name == v.self { // memberlist never declares this node dead but when it leaves
 		state = StateLeft
 	}
 	r.state, r.since = state, v.now()
 	v.mu.Unlock()
 	v.signal()
+}
+
+// leaveNotice is a member announcing its leave. It usually comes before
+// memberlist's leave message; if it comes after, it turns dead into left.
+func (v *view) leaveNotice(n leaveNotice) {
+	v.mu.Lock()
+	r, ok := v.members[n.Name]
+	ok = ok && r.life == n.Life && n.Name != v.self
+	changed := ok && r.state == StateDead
+	if ok {
+		r.leaving = true
+	}
+	if changed {
+		r.state = StateLeft
+	}
+	v.mu.Unlock()
+	if changed {
+		v.signal()
+	}
 }
 
 // suspect is one of this node's probes of a member failing: memberlist

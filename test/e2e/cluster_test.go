@@ -154,7 +154,29 @@ func TestClusterBehindBalancer(t *testing.T) {
 	}
 	t.Logf("blobs copied between peers: %d", moved)
 
+	before := storeBlobs(t, n3)
 	n3.kill()
 	checkSnapshot(t, hub, runJS(t, snapshotPlan(lb.URL, t)))
 	waitMembers(t, 3, n1, n2, n4)
+
+	// The killed node comes back with its data directory: it rejoins and
+	// still holds what it had.
+	n3 = startProc(t, hub.URL(), n3.DataDir, "--node-name", "node3", "--cluster-secret", clusterSecret, "--join", n1.Gossip, "--gossip-addr", n3.Gossip)
+	waitMembers(t, 4, n1, n2, n3, n4)
+	if after := storeBlobs(t, n3); after < before || before == 0 {
+		t.Fatalf("node3 held %d blobs before the kill and %d after restarting", before, after)
+	}
+}
+
+// storeBlobs is how many blobs a node holds.
+func storeBlobs(t *testing.T, p *proc) int {
+	t.Helper()
+	resp, body := do(t, http.MethodGet, p.AdminURL+"/v1/store", nil)
+	var st struct {
+		Blobs int `json:"blobs"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("store stats: %d %s", resp.StatusCode, body)
+	}
+	return st.Blobs
 }

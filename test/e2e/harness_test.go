@@ -111,10 +111,10 @@ func addFixtures(h *fakehub.Hub) {
 	h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: bigID, Files: []fakehub.File{
 		{Path: "big.bin", Size: bigSize, Seed: 5, LFS: true},
 	}})
-	// An empty file answers Range with 416 (RFC 9110: no byte of an empty
-	// representation is satisfiable), which @huggingface/hub's
-	// fileDownloadInfo cannot take; it lives outside the repos the JS client
-	// downloads whole.
+	// An empty file answers a Range with 200 and no Content-Range (as Go's
+	// ServeContent does, and so the fake Hub), which @huggingface/hub's
+	// fileDownloadInfo cannot take ("Expected size information"); it lives
+	// outside the repos the JS client downloads whole.
 	h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: edgeID, Files: []fakehub.File{
 		{Path: "empty.txt", Data: []byte{}},
 		{Path: "__init__.py", Data: []byte{}},

@@ -1,0 +1,237 @@
+// Package cluster runs a whole hfcache cluster inside one test binary: real
+// memberlist gossip, the real ring, real stores and real HTTP servers, all on
+// 127.0.0.1 with tight timings. Tests poll with deadlines; nothing sleeps to
+// wait for an outcome.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/node/membership"
+	"github.com/hfcache/hfcache/node/store"
+	"github.com/hfcache/hfcache/ring"
+)
+
+// Secret is the harness's cluster secret.
+const Secret = "in-process-cluster-secret"
+
+// Node is one in-process node.
+type Node struct {
+	Name    string
+	URL     string // client URL
+	Node    *node.Node
+	Store   *store.Store
+	Members *membership.Membership
+
+	srv  *httptest.Server
+	hub  *hubclient.Client
+	stop func()
+}
+
+// Options adjust every node the harness starts.
+type Options struct {
+	Upstream string
+	// NodeConfig, if set, adjusts each node's configuration.
+	NodeConfig func(*node.Config)
+}
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t     *testing.T
+	opts  Options
+	Nodes []*Node
+}
+
+// New starts n nodes; the second and later join the first.
+func New(t *testing.T, opts Options, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, opts: opts}
+	for i := 0; i < n; i++ {
+		c.Add()
+	}
+	c.WaitMembers(n)
+	return c
+}
+
+// Tune tightens memberlist's timings for loopback tests, but not so far
+// that a loaded 2-core machine running -race declares busy nodes dead.
+func Tune(mc *memberlist.Config) {
+	mc.ProbeInterval = 200 * time.Millisecond
+	mc.ProbeTimeout = 150 * time.Millisecond
+	mc.GossipInterval = 20 * time.Millisecond
+	mc.PushPullInterval = 500 * time.Millisecond
+	mc.SuspicionMult = 4
+	mc.TCPTimeout = 2 * time.Second
+}
+
+func logger(t *testing.T, name string) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Add starts one more node, joining the first.
+func (c *Cluster) Add() *Node {
+	t := c.t
+	t.Helper()
+	name := fmt.Sprintf("node%d", len(c.Nodes)+1)
+	log := logger(t, name)
+
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = c.opts.Upstream
+	hcfg.MaxRetries = 1
+	hcfg.RetryBase = 10 * time.Millisecond
+	hcfg.Logger = log
+	hc, err := hubclient.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The HTTP server's address must be known before the node gossips it.
+	srv := httptest.NewUnstartedServer(nil)
+	mcfg := membership.DefaultConfig()
+	mcfg.Name = name
+	mcfg.BindAddr = "127.0.0.1:0"
+	mcfg.Secret = Secret
+	mcfg.Meta = membership.Meta{ClientURL: "http://" + srv.Listener.Addr().String(), AdminURL: "http://" + srv.Listener.Addr().String(), Version: "test"}
+	mcfg.Tune = Tune
+	mcfg.JoinRetryMin, mcfg.JoinRetryMax = 20*time.Millisecond, 200*time.Millisecond
+	mcfg.Logger = log
+	if len(c.Nodes) > 0 {
+		mcfg.Join = []string{c.Nodes[0].Members.GossipAddr()}
+	}
+	members, err := membership.New(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := members.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rg, err := ring.New(ring.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg := node.DefaultConfig()
+	ncfg.Name = name
+	ncfg.Logger = log
+	ncfg.FillRetries = 1
+	ncfg.Cluster = node.NewCluster(rg, members, log)
+	ncfg.PeerAuth = node.NewPeerAuth(Secret, time.Now)
+	ncfg.HotBytes = 1 << 28
+	if c.opts.NodeConfig != nil {
+		c.opts.NodeConfig(&ncfg)
+	}
+	n, err := node.New(ncfg, hc, node.LocalStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetOwned(n.Owns)
+	n.Start()
+	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log}, n)
+	srv.Start()
+
+	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, srv: srv, hub: hc}
+	stopped := false
+	nd.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		srv.CloseClientConnections()
+		srv.Close()
+		members.Leave(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Shutdown(ctx)
+		hc.Close()
+		st.Close()
+	}
+	t.Cleanup(nd.stop)
+	c.Nodes = append(c.Nodes, nd)
+	return nd
+}
+
+// Crash stops a node without leaving the cluster: its HTTP server and
+// gossip go silent, as a killed process's would.
+func (c *Cluster) Crash(n *Node) {
+	n.srv.CloseClientConnections()
+	n.srv.Close()
+	n.Members.Shutdown()
+}
+
+// WaitMembers waits until every running node sees want alive members.
+func (c *Cluster) WaitMembers(want int) {
+	c.t.Helper()
+	Eventually(c.t, 20*time.Second, fmt.Sprintf("%d alive members everywhere", want), func() bool {
+		for _, n := range c.Nodes {
+			alive := 0
+			for _, m := range n.Members.Members() {
+				if m.State == membership.StateAlive {
+					alive++
+				}
+			}
+			if alive != want || len(n.Node.RingMembers()) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// Get fetches url and returns the response with its body.
+func Get(t *testing.T, url string, hdr http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp, body
+}
