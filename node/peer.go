@@ -96,6 +96,8 @@ func newPeerClient(auth PeerAuth) *peerClient {
 			ResponseHeaderTimeout: 5 * time.Minute, // an owner may wait on the Hub
 			DisableCompression:    true,
 			ForceAttemptHTTP2:     false,
+			ReadBufferSize:        256 << 10,
+			WriteBufferSize:       64 << 10,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
