@@ -23,8 +23,8 @@ const maxAPIBody = 1 << 20
 // serveRepoAPI answers /api/{type}s/{id}[/...]: info, revision, tree and
 // paths-info from the node's cache, the Xet token route with a refusal (Xet
 // is hidden), anything else passed through to the Hub.
-func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, ar *apiRoute) {
-	req := node.APIRequest{Repo: ar.Repo, Revision: ar.Rev, Query: r.URL.Query(), Token: bearer(r)}
+func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, d Distribution, ar *apiRoute) {
+	req := node.APIRequest{Remote: d.Remote, Access: d.Access, Repo: ar.Repo, Revision: ar.Rev, Query: r.URL.Query(), Token: bearer(r)}
 	switch ar.Action {
 	case "":
 		req.Endpoint = node.EndpointInfo
@@ -48,7 +48,7 @@ func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, ar *apiRou
 		writeError(w, &hubclient.Error{Status: http.StatusNotFound, Message: "Xet is not available through this cache"})
 		return
 	default:
-		c.passthrough(w, r, ar.Repo.APIPath(ar.Suffix))
+		c.passthrough(w, r, d, ar.Repo.APIPath(ar.Suffix))
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && req.Endpoint != node.EndpointPathsInfo {
@@ -65,7 +65,7 @@ func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, ar *apiRou
 		h.Set("Content-Type", resp.ContentType)
 	}
 	if resp.Next != "" {
-		h.Set("Link", "<"+c.externalBase(r)+resp.Next+`>; rel="next"`)
+		h.Set("Link", "<"+c.externalBase(r, d)+resp.Next+`>; rel="next"`)
 	}
 	if resp.Stale {
 		h.Set(headerStale, "1")
@@ -131,7 +131,7 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Trans
 // passthrough forwards GET and HEAD of any other /api/ path to the Hub,
 // uncached, with the caller's token; it hides Xet and points pagination
 // links at this cache.
-func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, escapedPath string) {
+func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribution, escapedPath string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(w, errMethodNotAllowed)
 		return
@@ -146,7 +146,7 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, escapedPath
 	if a := fwd.Get("Accept"); strings.Contains(a, "xet") {
 		fwd.Set("Accept", "*/*")
 	}
-	resp, err := c.node.Passthrough(r.Context(), r.Method, escapedPath, r.URL.RawQuery, bearer(r), fwd)
+	resp, err := c.node.Passthrough(r.Context(), d.Remote, d.Access, r.Method, escapedPath, r.URL.RawQuery, bearer(r), fwd)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -161,10 +161,10 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, escapedPath
 	}
 	stripXetHeaders(h)
 	if loc := h.Get("Location"); loc != "" && strings.HasPrefix(loc, "/") {
-		h.Set("Location", c.cfg.BasePath+loc)
+		h.Set("Location", d.BasePath+loc)
 	}
 	if link := h.Get("Link"); link != "" {
-		h.Set("Link", c.rewriteLink(r, link))
+		h.Set("Link", c.rewriteLink(r, d, link))
 		if h.Get("Link") == "" {
 			h.Del("Link")
 		}
@@ -183,7 +183,7 @@ var linkEntry = regexp.MustCompile(`<([^>]*)>([^,]*)`)
 
 // rewriteLink points a Hub Link header's URLs at this cache and drops the
 // Xet entries.
-func (c *Client) rewriteLink(r *http.Request, link string) string {
+func (c *Client) rewriteLink(r *http.Request, d Distribution, link string) string {
 	var out []string
 	for _, m := range linkEntry.FindAllStringSubmatch(link, -1) {
 		target, params := m[1], m[2]
@@ -191,7 +191,7 @@ func (c *Client) rewriteLink(r *http.Request, link string) string {
 			continue
 		}
 		if u, err := url.Parse(target); err == nil && u.IsAbs() {
-			target = c.externalBase(r) + u.EscapedPath()
+			target = c.externalBase(r, d) + u.EscapedPath()
 			if u.RawQuery != "" {
 				target += "?" + u.RawQuery
 			}

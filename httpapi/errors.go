@@ -45,6 +45,8 @@ func hubError(err error) (status int, code, msg, commit string) {
 		return http.StatusNotFound, codeNotFound, "Not Found", ""
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method not allowed: this is a read-only Hugging Face Hub cache", ""
+	case errors.Is(err, node.ErrUnknownRemote):
+		return http.StatusServiceUnavailable, "RemoteNotConfigured", "This distribution's remote is not configured on this node yet", ""
 	case errors.Is(err, hubclient.ErrUnreachable):
 		return http.StatusGatewayTimeout, codeUpstreamUnreachable, "The Hugging Face Hub is unreachable and the content is not cached", ""
 	case errors.Is(err, hubclient.ErrBadResponse), errors.Is(err, node.ErrFillFailed):

@@ -16,17 +16,17 @@ import (
 // HEAD is answered from metadata alone (a cold file is never downloaded to
 // answer it). GET serves a complete blob with http.ServeContent (ranges,
 // conditionals, sendfile) or streams a blob that is being filled.
-func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, fr *fileRoute) {
+func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distribution, fr *fileRoute) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(w, errMethodNotAllowed)
 		return
 	}
 	if fr.Kind == "raw" {
 		// Raw git content (the LFS pointer for LFS files): small, passed through.
-		c.passthrough(w, r, r.URL.EscapedPath()[len(c.cfg.BasePath):])
+		c.passthrough(w, r, d, fr.Repo.FilePath("raw", fr.Rev, fr.Path))
 		return
 	}
-	f, err := c.node.Resolve(r.Context(), node.FileRequest{Repo: fr.Repo, Revision: fr.Rev, Path: fr.Path, Token: bearer(r)})
+	f, err := c.node.Resolve(r.Context(), node.FileRequest{Remote: d.Remote, Access: d.Access, Repo: fr.Repo, Revision: fr.Rev, Path: fr.Path, Token: bearer(r)})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -57,7 +57,7 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 			}
 		}
 		resp, err := c.node.APILocal(r.Context(), node.APIRequest{
-			Repo: repo, Endpoint: in.Endpoint, Revision: rev, Path: in.Path, Query: in.Query,
+			Remote: in.Remote, Repo: repo, Endpoint: in.Endpoint, Revision: rev, Path: in.Path, Query: in.Query,
 			Body: in.Body, ContentType: in.ContentType, Token: in.Token,
 		})
 		if err != nil {
@@ -96,7 +96,7 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: size", hf.ErrInvalid))
 		return
 	}
-	f, err := node.FileFromPeer(repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, r.Header.Get(node.HeaderPeerToken))
+	f, err := c.node.FileFromPeer(q.Get("remote"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, r.Header.Get(node.HeaderPeerToken))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -126,7 +126,7 @@ func fileRequestFromPeer(in node.PeerFileRequest) (node.FileRequest, error) {
 	if err != nil {
 		return node.FileRequest{}, err
 	}
-	return node.FileRequest{Repo: repo, Revision: rev, Path: p, Token: in.Token}, nil
+	return node.FileRequest{Remote: in.Remote, Repo: repo, Revision: rev, Path: p, Token: in.Token}, nil
 }
 
 func decodePeer(r *http.Request, v any) error {

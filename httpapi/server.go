@@ -19,8 +19,11 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
+	"sync/atomic"
 
+	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node"
 )
 
@@ -30,42 +33,81 @@ type Node interface {
 	Resolve(ctx context.Context, req node.FileRequest) (*node.File, error)
 	Open(ctx context.Context, f *node.File) (*node.Content, error)
 	API(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
-	Passthrough(ctx context.Context, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error)
+	Passthrough(ctx context.Context, remote, access, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error)
 
 	// The same, as the owner, for requests forwarded by peers.
 	VerifyPeer(r *http.Request) error
 	ResolveLocal(ctx context.Context, req node.FileRequest) (*node.File, error)
 	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
+	FileFromPeer(remote string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
 }
 
 var _ Node = (*node.Node)(nil)
 
 // Config configures the client handler.
 type Config struct {
-	// BasePath is the distribution's path prefix ("" serves at the root,
-	// "/hf" serves HF_ENDPOINT=http://host:8080/hf).
+	Logger *slog.Logger
+}
+
+// Distribution is a base path clients point at, served from a remote.
+type Distribution struct {
+	Name string
+	// BasePath is the path prefix ("" serves at the root, "/hf" serves
+	// HF_ENDPOINT=http://host:8080/hf).
 	BasePath string
-	Logger   *slog.Logger
+	Remote   string // the remote of the distribution's repository
+	Access   string // node.AccessCaller or node.AccessRemote
 }
 
 // Client serves the Hub API to HF clients.
 type Client struct {
-	cfg  Config
-	node Node
-	log  *slog.Logger
+	cfg   Config
+	node  Node
+	log   *slog.Logger
+	dists atomic.Pointer[[]Distribution]
 }
 
-// NewClient builds the client-facing handler.
-func NewClient(cfg Config, n Node) *Client {
-	cfg.BasePath = "/" + strings.Trim(cfg.BasePath, "/")
-	if cfg.BasePath == "/" {
-		cfg.BasePath = ""
-	}
+// NewClient builds the client-facing handler serving dists.
+func NewClient(cfg Config, n Node, dists ...Distribution) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Client{cfg: cfg, node: n, log: cfg.Logger}
+	c := &Client{cfg: cfg, node: n, log: cfg.Logger}
+	c.SetDistributions(dists)
+	return c
+}
+
+// SetDistributions replaces the served distributions (configuration
+// changes apply to the next request).
+func (c *Client) SetDistributions(dists []Distribution) {
+	out := make([]Distribution, len(dists))
+	for i, d := range dists {
+		d.BasePath = "/" + strings.Trim(d.BasePath, "/")
+		if d.BasePath == "/" {
+			d.BasePath = ""
+		}
+		out[i] = d
+	}
+	// Longest base path first: the most specific distribution wins.
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].BasePath) > len(out[j].BasePath) })
+	c.dists.Store(&out)
+}
+
+// distribution finds the distribution serving an escaped path and the path
+// relative to its base.
+func (c *Client) distribution(p string) (Distribution, string, bool) {
+	norm := "/" + strings.Join(splitSegments(p), "/")
+	for _, d := range *c.dists.Load() {
+		if d.BasePath == "" {
+			return d, p, true
+		}
+		rest, ok := strings.CutPrefix(norm, d.BasePath)
+		if ok && (rest == "" || rest[0] == '/') {
+			return d, rest, true
+		}
+	}
+	return Distribution{}, "", false
 }
 
 // ServeHTTP routes a client request.
@@ -88,7 +130,7 @@ func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		preflight(w)
 		return
 	}
-	rel, ok := c.stripBase(p)
+	d, rel, ok := c.distribution(p)
 	if !ok {
 		writeError(w, errNotFound)
 		return
@@ -100,31 +142,17 @@ func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case rt.file != nil:
-		c.serveFile(w, r, rt.file)
+		c.serveFile(w, r, d, rt.file)
 	case rt.api != nil:
-		c.serveRepoAPI(w, r, rt.api)
+		c.serveRepoAPI(w, r, d, rt.api)
 	default:
-		c.passthrough(w, r, rt.other)
+		c.passthrough(w, r, d, rt.other)
 	}
 }
 
-// stripBase removes the distribution's base path from an escaped path.
-func (c *Client) stripBase(p string) (string, bool) {
-	if c.cfg.BasePath == "" {
-		return p, true
-	}
-	// Tolerate duplicate slashes anywhere, including inside the prefix.
-	norm := "/" + strings.Join(splitSegments(p), "/")
-	rest, ok := strings.CutPrefix(norm, c.cfg.BasePath)
-	if !ok || (rest != "" && rest[0] != '/') {
-		return "", false
-	}
-	return rest, true
-}
-
-// externalBase is this distribution's URL as the client reached it, for
+// externalBase is the distribution's URL as the client reached it, for
 // Link headers: scheme, host and base path.
-func (c *Client) externalBase(r *http.Request) string {
+func (c *Client) externalBase(r *http.Request, d Distribution) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -136,7 +164,7 @@ func (c *Client) externalBase(r *http.Request) string {
 	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" && !strings.ContainsAny(fh, "/<> \t,") {
 		host = fh
 	}
-	return scheme + "://" + host + c.cfg.BasePath
+	return scheme + "://" + host + d.BasePath
 }
 
 // bearer is the caller's Hub token, if any.

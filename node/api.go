@@ -28,6 +28,8 @@ const (
 
 // APIRequest asks for a repository's API JSON.
 type APIRequest struct {
+	Remote   string // "" is the default remote
+	Access   string // the distribution's access mode
 	Repo     hf.Repo
 	Endpoint string
 	Revision hf.Revision // "" for the default branch (info without /revision/)
@@ -69,14 +71,18 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	if n.cluster == nil {
 		return n.APILocal(ctx, req)
 	}
-	token := n.upstreamToken(req.Token)
-	for _, p := range n.cluster.Route(req.Repo.Key(), 3) {
+	r, err := n.admit(req.Remote, req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	token := r.upstreamToken(req.Access, req.Token)
+	for _, p := range n.cluster.Route(scope(r, req.Repo), 3) {
 		if p.Name == n.cluster.Self() {
 			break
 		}
 		var resp APIResponse
 		err := n.peers.call(ctx, p, PeerAPIPath, PeerAPIRequest{
-			Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
+			Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
 			Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: token,
 		}, &resp)
 		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
@@ -95,29 +101,33 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 // the Hub. Responses for a commit are immutable; for a branch they live for
 // the ref TTL, and are served stale while the Hub is unreachable.
 func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, error) {
-	token := n.upstreamToken(req.Token)
-	repoKey := req.Repo.Key()
+	r, err := n.admit(req.Remote, req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	token := r.upstreamToken(req.Access, req.Token)
+	repoKey := scope(r, req.Repo)
 	now := n.cfg.Now()
 
 	// A branch whose commit is fresh in the ref cache is asked by commit:
 	// the answer is then immutable, and consistent with resolve's X-Repo-Commit.
 	rev := req.Revision
 	if rev != "" && !rev.IsCommit() {
-		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(rev))); ok && now.Sub(ref.At) < n.cfg.RefTTL {
+		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(rev))); ok && now.Sub(ref.At) < r.RefTTL {
 			rev = hf.Revision(ref.Commit)
 		}
 	}
-	key := apiKey(req, rev)
+	key := apiKey(r, req, rev)
 	cached, ok := get[apiEntry](n.meta, bucketAPI, key)
 	mayRead := ok && (cached.Anonymous || n.access.allowed(repoKey, token, n.cfg.AuthTTL))
-	if mayRead && (rev.IsCommit() || now.Sub(cached.At) < n.cfg.RefTTL) {
+	if mayRead && (rev.IsCommit() || now.Sub(cached.At) < r.RefTTL) {
 		return cached.response(false), nil
 	}
 
 	v, err, _ := n.group.Do("api\x00"+key+"\x00"+tokenHash(token), func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		return n.apiUpstream(hctx, req, rev, token, key)
+		return n.apiUpstream(hctx, r, req, rev, token, key)
 	})
 	if err == nil {
 		return v.(apiEntry).response(false), nil
@@ -133,7 +143,7 @@ func (e apiEntry) response(stale bool) *APIResponse {
 	return &APIResponse{Status: e.Status, ContentType: e.ContentType, Body: e.Body, Next: e.Next, Stale: stale}
 }
 
-func (n *Node) apiUpstream(ctx context.Context, req APIRequest, rev hf.Revision, token, key string) (apiEntry, error) {
+func (n *Node) apiUpstream(ctx context.Context, r *Remote, req APIRequest, rev hf.Revision, token, key string) (apiEntry, error) {
 	method, p := http.MethodGet, ""
 	switch req.Endpoint {
 	case EndpointInfo:
@@ -155,10 +165,10 @@ func (n *Node) apiUpstream(ctx context.Context, req APIRequest, rev hf.Revision,
 	if req.ContentType != "" {
 		h.Set("Content-Type", req.ContentType)
 	}
-	resp, err := n.hub.Do(ctx, method, req.Repo.APIPath(p), req.Query.Encode(), h, req.Body)
+	resp, err := r.Hub.Do(ctx, method, req.Repo.APIPath(p), req.Query.Encode(), h, req.Body)
 	if err != nil {
 		if errors.Is(err, hubclient.ErrRepoNotFound) || errors.Is(err, hubclient.ErrGatedRepo) || errors.Is(err, hubclient.ErrUnauthorized) {
-			n.access.refused(req.Repo.Key(), token)
+			n.access.refused(scope(r, req.Repo), token)
 		}
 		return apiEntry{}, err
 	}
@@ -174,18 +184,18 @@ func (n *Node) apiUpstream(ctx context.Context, req APIRequest, rev hf.Revision,
 		Status:      resp.StatusCode,
 		ContentType: resp.Header.Get("Content-Type"),
 		Body:        body,
-		Next:        n.relativeNext(resp.Header.Get("Link")),
+		Next:        relativeNext(r.Hub, resp.Header.Get("Link")),
 		At:          n.cfg.Now(),
 		Anonymous:   token == "",
 	}
 	if resp.StatusCode == http.StatusOK {
-		n.access.accepted(req.Repo.Key(), token)
+		n.access.accepted(scope(r, req.Repo), token)
 		if req.Endpoint == EndpointInfo && !rev.IsCommit() {
 			var info struct {
 				SHA string `json:"sha"`
 			}
 			if json.Unmarshal(body, &info) == nil {
-				n.rememberRef(req.Repo, revOrDefault(rev), info.SHA)
+				n.rememberRef(r, req.Repo, revOrDefault(rev), info.SHA)
 			}
 		}
 		put(n.meta, bucketAPI, key, e)
@@ -203,7 +213,7 @@ func revOrDefault(rev hf.Revision) hf.Revision {
 
 // apiKey identifies a cached API response: repository, endpoint, revision,
 // path, canonical query and body.
-func apiKey(req APIRequest, rev hf.Revision) string {
+func apiKey(r *Remote, req APIRequest, rev hf.Revision) string {
 	q := make([]string, 0, len(req.Query))
 	for k, vs := range req.Query {
 		for _, v := range vs {
@@ -216,19 +226,19 @@ func apiKey(req APIRequest, rev hf.Revision) string {
 		s := sha256.Sum256(append([]byte(req.ContentType+"\x00"), req.Body...))
 		body = hex.EncodeToString(s[:16])
 	}
-	return strings.Join([]string{req.Repo.Key(), req.Endpoint, string(rev), req.Path, strings.Join(q, "&"), body}, "\x00")
+	return strings.Join([]string{scope(r, req.Repo), req.Endpoint, string(rev), req.Path, strings.Join(q, "&"), body}, "\x00")
 }
 
 var linkNext = regexp.MustCompile(`<([^>]*)>\s*;\s*rel="?next"?`)
 
 // relativeNext turns the Hub's absolute "next" link into a path relative to
 // the Hub's base URL, or "" when there is none (or it points elsewhere).
-func (n *Node) relativeNext(link string) string {
+func relativeNext(hub Hub, link string) string {
 	m := linkNext.FindStringSubmatch(link)
 	if m == nil {
 		return ""
 	}
-	base := n.hub.URL("")
+	base := hub.URL("")
 	if rel, ok := strings.CutPrefix(m[1], base); ok && strings.HasPrefix(rel, "/") {
 		return rel
 	}
@@ -257,11 +267,15 @@ func stripXet(body []byte) []byte {
 
 // Passthrough forwards any other API call to the Hub uncached, with the
 // caller's token. The caller must close the response body.
-func (n *Node) Passthrough(ctx context.Context, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error) {
+func (n *Node) Passthrough(ctx context.Context, remote, access, method, escapedPath, rawQuery, callerToken string, header http.Header) (*http.Response, error) {
+	r, err := n.remote(remote)
+	if err != nil {
+		return nil, err
+	}
 	h := header.Clone()
 	h.Del("Authorization")
-	if t := n.upstreamToken(callerToken); t != "" {
+	if t := r.upstreamToken(access, callerToken); t != "" {
 		h.Set("Authorization", "Bearer "+t)
 	}
-	return n.hub.Do(ctx, method, escapedPath, rawQuery, h, nil)
+	return r.Hub.Do(ctx, method, escapedPath, rawQuery, h, nil)
 }

@@ -106,6 +106,16 @@ func (n *Node) OpenLocal(ctx context.Context, f *File, onlyDisk bool) (*Content,
 		c.blob, c.Source = b, SourceDisk
 		return c, nil
 	}
+	if f.remote.Policy == PolicyStreamed {
+		// Pass-through remote: serve from disk if the blob happens to be
+		// there (another remote stored it), never store it.
+		if b, err := n.store.Open(f.Blob); err == nil {
+			c.blob, c.Source = b, SourceDisk
+			return c, nil
+		}
+		c.Source = SourceUpstream
+		return c, nil
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		b, err := n.store.Open(f.Blob)
 		if err == nil {
@@ -197,7 +207,7 @@ func (n *Node) upstreamRange(ctx context.Context, f *File, off, end int64) (io.R
 	if off >= end {
 		return io.NopCloser(eofReader{}), nil
 	}
-	body, err := n.hub.GetFile(ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, off, end)
+	body, err := f.remote.Hub.GetFile(ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, off, end)
 	if err != nil {
 		return nil, err
 	}

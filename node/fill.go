@@ -240,9 +240,9 @@ func (n *Node) copyFromPeers(fl *fill, f *File, buf []byte) error {
 // openUpstream opens the blob's bytes from off. When the Hub ignores the
 // Range it reopens from 0 and returns how many bytes to skip.
 func (n *Node) openUpstream(f *File, off int64) (*hubclient.Body, int64, error) {
-	body, err := n.hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, off, -1)
+	body, err := f.remote.Hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, off, -1)
 	if errors.Is(err, hubclient.ErrRangeIgnored) {
-		body, err = n.hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, 0, -1)
+		body, err = f.remote.Hub.GetFile(n.ctx, f.Repo, hf.Revision(f.Commit), f.Path, f.token, f.location, 0, -1)
 		return body, off, err
 	}
 	return body, 0, err

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient"
@@ -74,17 +75,9 @@ var (
 type Config struct {
 	// Name identifies the node in responses (X-Hfcache-Node) and logs.
 	Name string
-	// RefTTL is how long a revision → commit resolution is trusted before the
-	// Hub is asked again. Past it, and only while the Hub is unreachable, the
-	// last known commit is served stale.
-	RefTTL time.Duration
 	// AuthTTL is how long the Hub's acceptance of a caller's token for a
 	// gated or private repository is trusted without asking again.
 	AuthTTL time.Duration
-	// RemoteToken is the remote's own Hub token. It is sent upstream for
-	// callers that bring none only when RemoteAccess is set.
-	RemoteToken  string
-	RemoteAccess bool
 	// FarRange is how far past the fill point a range must start to be
 	// fetched upstream directly instead of waiting for the fill.
 	FarRange int64
@@ -111,7 +104,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Name:         "hfcache",
-		RefTTL:       60 * time.Second,
 		AuthTTL:      5 * time.Minute,
 		FarRange:     64 << 20,
 		FillRetries:  5,
@@ -128,9 +120,6 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Name == "" {
 		errs = append(errs, errors.New("node: name is empty"))
-	}
-	if c.RefTTL < 0 {
-		errs = append(errs, fmt.Errorf("node: ref TTL %v is negative", c.RefTTL))
 	}
 	if c.AuthTTL <= 0 {
 		errs = append(errs, fmt.Errorf("node: auth TTL %v must be positive", c.AuthTTL))
@@ -149,9 +138,9 @@ func (c Config) Validate() error {
 
 // Node serves Hub content from its store, filling it from the Hub.
 type Node struct {
-	cfg   Config
-	hub   Hub
-	store Store
+	cfg     Config
+	store   Store
+	remotes atomic.Pointer[map[string]*Remote]
 	log   *slog.Logger
 
 	meta   *metaCache
@@ -171,15 +160,14 @@ type Node struct {
 	wg     sync.WaitGroup
 }
 
-// New builds a node. It does no I/O.
-func New(cfg Config, hub Hub, st Store) (*Node, error) {
+// New builds a node serving from remotes. It does no I/O.
+func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{
+	n := &Node{
 		cfg:     cfg,
-		hub:     hub,
 		store:   st,
 		log:     cfg.Logger,
 		meta:    newMetaCache(st, cfg.MetaEntries, cfg.Logger),
@@ -190,7 +178,9 @@ func New(cfg Config, hub Hub, st Store) (*Node, error) {
 		hot:     newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
 		ctx:     ctx,
 		cancel:  cancel,
-	}, nil
+	}
+	n.SetRemotes(remotes)
+	return n, nil
 }
 
 // Start runs the node's background work: the cluster's event loop that
@@ -237,10 +227,3 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
-// upstreamToken is the token sent to the Hub on behalf of a caller.
-func (n *Node) upstreamToken(callerToken string) string {
-	if callerToken == "" && n.cfg.RemoteAccess {
-		return n.cfg.RemoteToken
-	}
-	return callerToken
-}

@@ -80,7 +80,7 @@ func newTestNode(t *testing.T, hub Hub, budget int64, st func(Store) Store) (*No
 	cfg.Logger = log
 	cfg.FarRange = 1 << 20
 	cfg.FillRetries = 1
-	n, err := New(cfg, hub, ns)
+	n, err := New(cfg, ns, &Remote{Name: DefaultRemote, Hub: hub, RefTTL: time.Minute, Policy: PolicyOnDemand})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestRefTTLAndStaleWhileUnreachable(t *testing.T) {
 		t.Fatalf("%d HEADs within the TTL, want 1", hub.heads.Load())
 	}
 	clock.Lock()
-	now = now.Add(2 * n.cfg.RefTTL)
+	now = now.Add(2 * time.Minute)
 	clock.Unlock()
 	hub.head = func(context.Context, hf.Repo, hf.Revision, hf.Path, string) (*hubclient.FileMeta, error) {
 		return nil, fmt.Errorf("%w: connection refused", hubclient.ErrUnreachable)

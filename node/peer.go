@@ -30,6 +30,8 @@ var errPeerDown = errors.New("node: peer unreachable")
 
 // PeerFileRequest is a FileRequest on the wire between nodes.
 type PeerFileRequest struct {
+	Remote   string      `json:"remote"`
+	Access   string      `json:"access,omitempty"`
 	Type     hf.RepoType `json:"type"`
 	ID       string      `json:"id"`
 	Revision string      `json:"revision"`
@@ -50,6 +52,7 @@ type PeerFile struct {
 
 // PeerAPIRequest is an APIRequest on the wire between nodes.
 type PeerAPIRequest struct {
+	Remote      string      `json:"remote"`
 	Type        hf.RepoType `json:"type"`
 	ID          string      `json:"id"`
 	Endpoint    string      `json:"endpoint"`
@@ -68,8 +71,12 @@ func (f *File) ToPeer() PeerFile {
 }
 
 // FileFromPeer rebuilds a File that a peer sent (or that a peer asks this
-// node to serve), for repo and path, fetched upstream with token.
-func FileFromPeer(repo hf.Repo, p hf.Path, pf PeerFile, token string) (*File, error) {
+// node to serve), for repo and path of a remote, fetched upstream with token.
+func (n *Node) FileFromPeer(remote string, repo hf.Repo, p hf.Path, pf PeerFile, token string) (*File, error) {
+	r, err := n.remote(remote)
+	if err != nil {
+		return nil, err
+	}
 	id, err := hf.ParseBlobID(pf.Blob)
 	if err != nil {
 		return nil, err
@@ -78,7 +85,7 @@ func FileFromPeer(repo hf.Repo, p hf.Path, pf PeerFile, token string) (*File, er
 		return nil, fmt.Errorf("%w: peer file %+v", hf.ErrInvalid, pf)
 	}
 	return &File{Repo: repo, Commit: pf.Commit, Path: p, Blob: id, Size: pf.Size, ContentType: pf.ContentType,
-		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, token: token, location: pf.Location}, nil
+		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, remote: r, token: token, location: pf.Location}, nil
 }
 
 // peerClient makes authenticated requests to other nodes.
@@ -193,7 +200,8 @@ func peerError(resp *http.Response, raw []byte) error {
 // has it on disk (no fill). hdr carries the caller's Range and conditionals.
 func (p *peerClient) blob(ctx context.Context, peer Peer, f *File, hdr http.Header, local bool) (*http.Response, error) {
 	q := url.Values{
-		"id": {f.Blob.String()}, "type": {string(f.Repo.Type)}, "repo": {f.Repo.ID},
+		"remote": {f.remote.Name},
+		"id":     {f.Blob.String()}, "type": {string(f.Repo.Type)}, "repo": {f.Repo.ID},
 		"commit": {f.Commit}, "path": {string(f.Path)}, "size": {strconv.FormatInt(f.Size, 10)},
 	}
 	if local {

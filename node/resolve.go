@@ -17,10 +17,15 @@ import (
 
 // FileRequest asks for one file of a repository at a revision.
 type FileRequest struct {
+	// Remote names the upstream (a remote of the configuration); "" is the
+	// default remote.
+	Remote   string
 	Repo     hf.Repo
 	Revision hf.Revision
 	Path     hf.Path
 	Token    string // the caller's own Hub token; "" for none
+	// Access is the distribution's access mode: AccessCaller or AccessRemote.
+	Access string
 }
 
 // File is what the node knows about a file at a commit: enough to answer a
@@ -37,6 +42,7 @@ type File struct {
 	// Hub is unreachable and the last known commit was used.
 	Stale bool
 
+	remote   *Remote
 	token    string // upstream token that may fetch the bytes
 	location string // CDN URL from the Hub's redirect, if still fresh
 }
@@ -62,10 +68,15 @@ type fileEntry struct {
 // about an hour.
 const locationTTL = 30 * time.Minute
 
-func refKey(repo hf.Repo, rev string) string { return repo.Key() + "\x00" + rev }
+// scope is a repository's key within its remote: caches, access decisions
+// and ring placement of metadata are all per remote, since two upstreams
+// may hold different repositories under the same id.
+func scope(r *Remote, repo hf.Repo) string { return r.Name + "\x00" + repo.Key() }
 
-func fileKey(repo hf.Repo, commit string, p hf.Path) string {
-	return repo.Key() + "\x00" + commit + "\x00" + string(p)
+func refKey(r *Remote, repo hf.Repo, rev string) string { return scope(r, repo) + "\x00" + rev }
+
+func fileKey(r *Remote, repo hf.Repo, commit string, p hf.Path) string {
+	return scope(r, repo) + "\x00" + commit + "\x00" + string(p)
 }
 
 // Resolve answers what a HEAD of the file would: the commit the revision
@@ -78,19 +89,23 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	if n.cluster == nil {
 		return n.ResolveLocal(ctx, req)
 	}
-	token := n.upstreamToken(req.Token)
-	if req.Revision.IsCommit() && n.access.allowed(req.Repo.Key(), token, n.cfg.AuthTTL) {
-		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, string(req.Revision), req.Path)); ok {
-			return n.fileFrom(req, string(req.Revision), fe, token, false)
+	r, err := n.admit(req.Remote, req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	token := r.upstreamToken(req.Access, req.Token)
+	if req.Revision.IsCommit() && n.access.allowed(scope(r, req.Repo), token, n.cfg.AuthTTL) {
+		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, string(req.Revision), req.Path)); ok {
+			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
-	for _, p := range n.cluster.Route(req.Repo.Key(), 3) {
+	for _, p := range n.cluster.Route(scope(r, req.Repo), 3) {
 		if p.Name == n.cluster.Self() {
 			return n.ResolveLocal(ctx, req)
 		}
 		var pf PeerFile
 		err := n.peers.call(ctx, p, PeerResolvePath, PeerFileRequest{
-			Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
+			Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
 		}, &pf)
 		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
 			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
@@ -99,13 +114,13 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := FileFromPeer(req.Repo, req.Path, pf, token)
+		f, err := n.FileFromPeer(r.Name, req.Repo, req.Path, pf, token)
 		if err != nil {
 			return nil, err
 		}
 		// The owner's answer is the Hub's: remember the immutable part.
-		n.access.accepted(req.Repo.Key(), token)
-		put(n.meta, bucketFiles, fileKey(req.Repo, f.Commit, req.Path), fileEntry{
+		n.access.accepted(scope(r, req.Repo), token)
+		put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
 			Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition,
 		})
 		return f, nil
@@ -116,19 +131,23 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 // ResolveLocal is Resolve as the repository's owner: from this node's cache
 // or the Hub, never from a peer.
 func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error) {
-	token := n.upstreamToken(req.Token)
-	repoKey := req.Repo.Key()
+	r, err := n.admit(req.Remote, req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	token := r.upstreamToken(req.Access, req.Token)
+	repoKey := scope(r, req.Repo)
 	now := n.cfg.Now()
 
 	commit := ""
 	if req.Revision.IsCommit() {
 		commit = string(req.Revision)
-	} else if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < n.cfg.RefTTL {
+	} else if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
 		commit = ref.Commit
 	}
 	if commit != "" && n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
-		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, commit, req.Path)); ok {
-			return n.fileFrom(req, commit, fe, token, false)
+		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, commit, req.Path)); ok {
+			return n.fileFrom(r, req, commit, fe, token, false)
 		}
 	}
 
@@ -141,14 +160,14 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 		// The shared call must not die with the first caller's request.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		return n.headUpstream(hctx, req.Repo, rev, req.Path, token)
+		return n.headUpstream(hctx, r, req.Repo, rev, req.Path, token)
 	})
 	if err == nil {
 		res := v.(headResult)
-		return n.fileFrom(req, res.commit, res.entry, token, false)
+		return n.fileFrom(r, req, res.commit, res.entry, token, false)
 	}
 	if errors.Is(err, hubclient.ErrUnreachable) {
-		if f, ok := n.resolveStale(req, token); ok {
+		if f, ok := n.resolveStale(r, req, token); ok {
 			n.log.Warn("hub unreachable, serving cached metadata", "repo", repoKey, "revision", req.Revision, "err", err)
 			return f, nil
 		}
@@ -164,19 +183,19 @@ type headResult struct {
 // headUpstream asks the Hub for a file's metadata and records what it learnt:
 // the revision's commit, the file's metadata (or its absence) and whether the
 // token may read the repository.
-func (n *Node) headUpstream(ctx context.Context, repo hf.Repo, rev hf.Revision, p hf.Path, token string) (headResult, error) {
-	meta, err := n.hub.HeadFile(ctx, repo, rev, p, token)
+func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf.Revision, p hf.Path, token string) (headResult, error) {
+	meta, err := r.Hub.HeadFile(ctx, repo, rev, p, token)
 	if err != nil {
 		var he *hubclient.Error
 		switch {
 		case errors.As(err, &he) && errors.Is(err, hubclient.ErrEntryNotFound) && hf.IsCommit(he.RepoCommit):
 			// The repository is readable and the file is absent at that
 			// commit: both facts are worth keeping.
-			n.access.accepted(repo.Key(), token)
-			n.rememberRef(repo, rev, he.RepoCommit)
-			put(n.meta, bucketFiles, fileKey(repo, he.RepoCommit, p), fileEntry{NotFound: true})
+			n.access.accepted(scope(r, repo), token)
+			n.rememberRef(r, repo, rev, he.RepoCommit)
+			put(n.meta, bucketFiles, fileKey(r, repo, he.RepoCommit, p), fileEntry{NotFound: true})
 		case errors.Is(err, hubclient.ErrRepoNotFound), errors.Is(err, hubclient.ErrGatedRepo), errors.Is(err, hubclient.ErrUnauthorized):
-			n.access.refused(repo.Key(), token)
+			n.access.refused(scope(r, repo), token)
 		}
 		return headResult{}, err
 	}
@@ -187,8 +206,8 @@ func (n *Node) headUpstream(ctx context.Context, repo hf.Repo, rev hf.Revision, 
 	if err != nil || (meta.LFS && id.Algo != hf.SHA256) || meta.Size < 0 {
 		return headResult{}, fmt.Errorf("%w: ETag %q for %s", hubclient.ErrBadResponse, meta.ETag, p)
 	}
-	n.access.accepted(repo.Key(), token)
-	n.rememberRef(repo, rev, meta.Commit)
+	n.access.accepted(scope(r, repo), token)
+	n.rememberRef(r, repo, rev, meta.Commit)
 	fe := fileEntry{
 		Blob:               id.String(),
 		Size:               meta.Size,
@@ -197,44 +216,44 @@ func (n *Node) headUpstream(ctx context.Context, repo hf.Repo, rev hf.Revision, 
 		Location:           meta.Location,
 		LocationAt:         n.cfg.Now(),
 	}
-	put(n.meta, bucketFiles, fileKey(repo, meta.Commit, p), fe)
+	put(n.meta, bucketFiles, fileKey(r, repo, meta.Commit, p), fe)
 	return headResult{commit: meta.Commit, entry: fe}, nil
 }
 
 // rememberRef records rev → commit unless rev already is a commit.
-func (n *Node) rememberRef(repo hf.Repo, rev hf.Revision, commit string) {
+func (n *Node) rememberRef(r *Remote, repo hf.Repo, rev hf.Revision, commit string) {
 	if rev.IsCommit() || !hf.IsCommit(commit) {
 		return
 	}
-	put(n.meta, bucketRefs, refKey(repo, string(rev)), refEntry{Commit: commit, At: n.cfg.Now()})
+	put(n.meta, bucketRefs, refKey(r, repo, string(rev)), refEntry{Commit: commit, At: n.cfg.Now()})
 }
 
 // resolveStale answers from cached metadata of any age while the Hub is
 // unreachable. Public repositories stay available; gated and private ones
 // only for callers whose access was confirmed within the auth TTL.
-func (n *Node) resolveStale(req FileRequest, token string) (*File, bool) {
-	repoKey := req.Repo.Key()
+func (n *Node) resolveStale(r *Remote, req FileRequest, token string) (*File, bool) {
+	repoKey := scope(r, req.Repo)
 	if !n.access.everPublic(repoKey) && !n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
 		return nil, false
 	}
 	commit, stale := string(req.Revision), false
 	if !req.Revision.IsCommit() {
-		ref, ok := get[refEntry](n.meta, bucketRefs, refKey(req.Repo, string(req.Revision)))
+		ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision)))
 		if !ok {
 			return nil, false
 		}
-		commit, stale = ref.Commit, n.cfg.Now().Sub(ref.At) >= n.cfg.RefTTL
+		commit, stale = ref.Commit, n.cfg.Now().Sub(ref.At) >= r.RefTTL
 	}
-	fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(req.Repo, commit, req.Path))
+	fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, commit, req.Path))
 	if !ok {
 		return nil, false
 	}
-	f, err := n.fileFrom(req, commit, fe, token, stale)
+	f, err := n.fileFrom(r, req, commit, fe, token, stale)
 	return f, err == nil
 }
 
 // fileFrom turns a cached entry into a File, or the Hub's EntryNotFound.
-func (n *Node) fileFrom(req FileRequest, commit string, fe fileEntry, token string, stale bool) (*File, error) {
+func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry, token string, stale bool) (*File, error) {
 	if fe.NotFound {
 		return nil, &hubclient.Error{
 			Status:     http.StatusNotFound,
@@ -256,6 +275,7 @@ func (n *Node) fileFrom(req FileRequest, commit string, fe fileEntry, token stri
 		ContentType:        fe.ContentType,
 		ContentDisposition: fe.ContentDisposition,
 		Stale:              stale,
+		remote:             r,
 		token:              token,
 	}
 	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {

@@ -175,15 +175,14 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	ncfg := node.DefaultConfig()
 	ncfg.Name = f.nodeName
-	ncfg.RefTTL = f.refTTL
 	ncfg.AuthTTL = f.authTTL
-	ncfg.RemoteToken = f.upstreamToken
-	ncfg.RemoteAccess = f.access == "remote"
 	ncfg.Logger = log.With("component", "node")
 	ncfg.Cluster = node.NewCluster(rg, members, log.With("component", "cluster"))
 	ncfg.PeerAuth = node.NewPeerAuth(f.clusterSecret, time.Now)
 	ncfg.HotBytes = budget / 10
-	n, err := node.New(ncfg, hub, node.LocalStore(st))
+	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{
+		Name: node.DefaultRemote, Hub: hub, Token: f.upstreamToken, Policy: node.PolicyOnDemand, RefTTL: f.refTTL,
+	})
 	if err != nil {
 		return err
 	}
@@ -191,7 +190,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	n.Start()
 
 	client := &http.Server{
-		Handler:           httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n),
+		Handler: httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n,
+			httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

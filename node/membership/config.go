@@ -56,7 +56,9 @@ type Config struct {
 	Meta Meta
 
 	// JoinRetryMin and JoinRetryMax bound the backoff of the background join
-	// loop. Zero means the default (1s and 30s).
+	// loop; JoinRetryMax is also how often members seen dead are retried
+	// (partitions heal, restarted members are found). Zero means the
+	// default (1s and 30s).
 	JoinRetryMin, JoinRetryMax time.Duration
 
 	// Tune, if set, adjusts memberlist's configuration (based on

@@ -53,10 +53,11 @@ func ownedGoroutines() string {
 	return strings.Join(out, "\n\n")
 }
 
-// fastGossip tightens memberlist's timings for loopback tests.
+// fastGossip tightens memberlist's timings for loopback tests (probes a
+// little slower than gossip, so a busy -race run is not taken for failures).
 func fastGossip(c *memberlist.Config) {
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 50 * time.Millisecond
 	c.GossipInterval = 10 * time.Millisecond
 	c.SuspicionMult = 2
 	c.PushPullInterval = 200 * time.Millisecond
@@ -174,7 +175,7 @@ func testNode(t *testing.T, name string, mod func(*Config)) (*Membership, *logSi
 			t.Errorf("Shutdown(%s): %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, sink)
+			t.Logf("%s saw %+v; its log:\n%s", name, m.Members(), sink)
 		}
 	})
 	return m, sink

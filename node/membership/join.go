@@ -9,29 +9,48 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// joinLoop joins the seeds until another member is known, with exponential
-// backoff (JoinRetryMin doubling up to JoinRetryMax, ±20% jitter).
+// joinLoop owns the background joining. First, if there are seeds, it
+// joins them until another member is known, with exponential backoff
+// (JoinRetryMin doubling up to JoinRetryMax, ±20% jitter).
 //
 // A seed list commonly names this node too, and a node contacting itself
-// "succeeds"; so the loop goes on until the view holds a member other than
-// this node (or another node joins this one first). Nodes started together
-// with the same seeds thus cannot settle into separate clusters of one.
+// "succeeds"; so the first phase goes on until the view holds a member other
+// than this node (or another node joins this one first). Nodes started
+// together with the same seeds thus cannot settle into separate clusters of
+// one.
+//
+// Then, every JoinRetryMax, it reconnects (see reconnect).
 func (m *Membership) joinLoop(ctx context.Context, list *memberlist.Memberlist) {
 	defer close(m.joinDone)
+	if len(m.cfg.Join) > 0 && !m.joinSeeds(ctx, list) {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(m.cfg.JoinRetryMax)): // collected once fired or unreferenced (Go 1.23+)
+		}
+		m.reconnect(list)
+	}
+}
+
+// joinSeeds is the first phase of joinLoop; false if ctx ended first.
+func (m *Membership) joinSeeds(ctx context.Context, list *memberlist.Memberlist) bool {
 	seeds := m.cfg.Join
 	delay := m.cfg.JoinRetryMin
 	for attempt := 1; ; attempt++ {
 		if n := list.NumMembers(); n > 1 {
 			m.logger.Info("joined the cluster", "members", n, "attempts", attempt-1)
-			return
+			return true
 		}
 		contacted, err := list.Join(seeds)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if n := list.NumMembers(); n > 1 {
 			m.logger.Info("joined the cluster", "members", n, "seeds_answered", contacted, "attempts", attempt)
-			return
+			return true
 		}
 		wait := jitter(delay)
 		switch {
@@ -50,11 +69,39 @@ func (m *Membership) joinLoop(ctx context.Context, list *memberlist.Memberlist) 
 		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(wait): // collected once fired or unreferenced (Go 1.23+)
+			return false
+		case <-time.After(wait):
 		}
 		delay = min(2*delay, m.cfg.JoinRetryMax)
 	}
+}
+
+// reconnect heals partitions and finds restarted members. memberlist stops
+// probing a member once it is declared dead, so two halves of a partition
+// that lasted longer than the suspicion timeout never hear of each other
+// again. reconnect pushes and pulls state with the members this node has
+// seen dead (not left) in the last day, and with the seeds when this node is
+// alone; a member that answers is merged back (it refutes its death).
+func (m *Membership) reconnect(list *memberlist.Memberlist) {
+	var addrs []string
+	for _, mem := range m.view.snapshot() {
+		if mem.State == StateDead && !mem.Self {
+			addrs = append(addrs, mem.Addr)
+		}
+	}
+	dead := len(addrs)
+	if list.NumMembers() <= 1 {
+		addrs = append(addrs, m.cfg.Join...)
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	contacted, err := list.Join(addrs)
+	attrs := []any{"dead_members", dead, "tried", len(addrs), "answered", contacted}
+	if err != nil {
+		attrs = append(attrs, "err", flatten(err))
+	}
+	m.logger.Debug("reconnect", attrs...)
 }
 
 // secretMismatch says whether a join failed on encryption: the seed could

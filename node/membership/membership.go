@@ -78,7 +78,9 @@ func New(cfg Config) (*Membership, error) {
 
 // Start binds the gossip port (TCP and UDP) and, if there are seeds, starts
 // joining them in the background, retrying with backoff until another
-// member is known. The node is a cluster of one meanwhile.
+// member is known; the node is a cluster of one meanwhile. The same
+// goroutine then retries members seen dead every JoinRetryMax, so a
+// partition heals and a restarted member is found again.
 func (m *Membership) Start() error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
@@ -152,11 +154,7 @@ func (m *Membership) Start() error {
 	m.joinDone = make(chan struct{})
 	m.logger.Info("gossip started", "node", m.cfg.Name, "bind", net.JoinHostPort(bindIP.String(), strconv.Itoa(boundPort)),
 		"advertise", addr, "encrypted", m.cfg.Secret != "", "seeds", m.cfg.Join)
-	if len(m.cfg.Join) > 0 {
-		go m.joinLoop(joinCtx, list)
-	} else {
-		close(m.joinDone)
-	}
+	go m.joinLoop(joinCtx, list)
 	return nil
 }
 
@@ -311,15 +309,15 @@ func (m *Membership) Leave(timeout time.Duration) error {
 
 	// Tell every member first, directly: memberlist's leave message reaches
 	// their event delegates as a death (see leave.go).
-	sent, failed := m.announceLeave(max(time.Until(deadline)/2, time.Millisecond))
-	m.logger.Debug("leave announced", "members_told", sent, "not_told", failed)
+	told, notTold := m.announceLeave(max(time.Until(deadline)/2, time.Millisecond))
 
 	var leaveErr error
 	if err := m.list.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		leaveErr = fmt.Errorf("membership: leave: %w", err)
-		m.logger.Warn("leave not confirmed; the others will see this node as dead", "err", err)
+		m.logger.Warn("leave broadcast not confirmed; shutting down anyway",
+			"members_told", told, "members_not_told", notTold, "err", err)
 	} else {
-		m.logger.Info("left the cluster", "node", m.cfg.Name)
+		m.logger.Info("left the cluster", "node", m.cfg.Name, "members_told", told, "members_not_told", notTold)
 	}
 	return errors.Join(leaveErr, m.stopLocked())
 }

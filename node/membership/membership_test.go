@@ -106,11 +106,11 @@ func TestLeaveIsLeft(t *testing.T) {
 
 func TestCrashIsSuspectThenDeadAndRestartIsAlive(t *testing.T) {
 	t.Parallel()
-	// A long suspicion (20 × 50ms) so the test sees it before the verdict.
+	// A long suspicion (10 × 100ms) so the test sees it before the verdict.
 	slowVerdict := func(cfg *Config) {
 		cfg.Tune = func(c *memberlist.Config) {
 			fastGossip(c)
-			c.SuspicionMult = 20
+			c.SuspicionMult = 10
 		}
 	}
 	a, _ := testNode(t, "a", slowVerdict)
@@ -348,4 +348,23 @@ func TestLifecycle(t *testing.T) {
 	if err := d.Start(); err == nil {
 		t.Error("Start on a port in use succeeded")
 	}
+}
+
+// A member that crashed and came back without seeds (or a partition that
+// outlasted the suspicion timeout) is found again: memberlist alone would
+// never probe a dead member again.
+func TestDeadMemberIsReconnected(t *testing.T) {
+	t.Parallel()
+	a, _ := testNode(t, "a", nil) // no seeds
+	b, _ := testNode(t, "b", joining(a.GossipAddr()))
+	waitFor(t, converge, "2 alive members", func() bool { return allAlive([]*Membership{a, b}, "a", "b") })
+
+	bAddr := b.GossipAddr()
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, converge, "a to declare b dead", func() bool { return stateOf(a, "b") == StateDead })
+
+	b2, _ := testNode(t, "b", func(c *Config) { c.BindAddr = bAddr }) // no seeds either
+	waitFor(t, converge, "a and b to find each other again", func() bool { return allAlive([]*Membership{a, b2}, "a", "b") })
 }

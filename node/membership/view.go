@@ -34,8 +34,9 @@ const forgetAfter = 24 * time.Hour
 
 // view is this node's picture of the cluster. memberlist feeds it through
 // its event delegate (joins, updates, leaves: called in memberlist's order,
-// under memberlist's node lock), its ping delegate (successful probes) and
-// the log bridge (failed probes: suspicion). See DESIGN.md.
+// under memberlist's node lock), its ping delegate (successful probes), the
+// log bridge (failed probes: suspicion) and the leave notices members send
+// before leaving. See DESIGN.md.
 //
 // Lock order: memberlist's node lock, then mu. Nothing here calls into
 // memberlist, and nothing logs while holding mu.

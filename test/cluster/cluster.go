@@ -145,13 +145,13 @@ func (c *Cluster) Add() *Node {
 	if c.opts.NodeConfig != nil {
 		c.opts.NodeConfig(&ncfg)
 	}
-	n, err := node.New(ncfg, hc, node.LocalStore(st))
+	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log}, n)
+	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log}, n, httpapi.Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
 	srv.Start()
 
 	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, srv: srv, hub: hc}

@@ -185,11 +185,11 @@ func openStack(t *testing.T, hub *fakehub.Hub, dir string, opts ...stackOpt) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(ncfg, hc, node.LocalStore(st))
+	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n))
+	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n, httpapi.Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller}))
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
