@@ -141,7 +141,7 @@ type Node struct {
 	cfg     Config
 	store   Store
 	remotes atomic.Pointer[map[string]*Remote]
-	log   *slog.Logger
+	log     *slog.Logger
 
 	meta   *metaCache
 	access *accessCache
@@ -226,4 +226,3 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
