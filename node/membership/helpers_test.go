@@ -167,8 +167,14 @@ func testNode(t *testing.T, name string, mod func(*Config)) (*Membership, *logSi
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}
-	if err := m.Start(); err != nil {
-		t.Fatalf("Start(%s): %v", name, err)
+	// A node restarting on its old port may find it briefly taken (by an
+	// outgoing connection of a parallel test): retry for a while.
+	deadline := time.Now().Add(3 * time.Second)
+	for err := m.Start(); err != nil; err = m.Start() {
+		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			t.Fatalf("Start(%s): %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Cleanup(func() {
 		if err := m.Shutdown(); err != nil {

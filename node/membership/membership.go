@@ -120,6 +120,7 @@ func (m *Membership) Start() error {
 	conf.Transport = tr
 	conf.Logger = stdlog
 	conf.LogOutput = nil
+	m.view.setSuspicionBound(conf.ProbeInterval, conf.SuspicionMult, conf.SuspicionMaxTimeoutMult)
 	conf.Delegate = m.local
 	conf.Events = m.view
 	conf.Ping = m.view

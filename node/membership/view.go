@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -48,6 +49,9 @@ type view struct {
 
 	mu      sync.Mutex
 	members map[string]*record
+	// suspicionMax is memberlist's longest suspicion in a cluster of n
+	// members; nil (until Start) disables the expiry of suspicions.
+	suspicionMax func(n int) time.Duration
 }
 
 type record struct {
@@ -165,13 +169,16 @@ func (v *view) leaveNotice(n leaveNotice) {
 }
 
 // suspect is one of this node's probes of a member failing: memberlist
-// now suspects it (see DESIGN.md).
+// now suspects it (see DESIGN.md). A failed probe of a suspect member
+// restarts the clock of expire.
 func (v *view) suspect(name string) {
+	now := v.now()
 	v.mu.Lock()
+	changed := v.expire(now)
 	r, ok := v.members[name]
-	changed := ok && name != v.self && r.state == StateAlive
-	if changed {
-		r.state, r.since = StateSuspect, v.now()
+	if ok && name != v.self && (r.state == StateAlive || r.state == StateSuspect) {
+		changed = changed || r.state == StateAlive
+		r.state, r.since = StateSuspect, now
 	}
 	v.mu.Unlock()
 	if changed {
@@ -182,15 +189,48 @@ func (v *view) suspect(name string) {
 // NotifyPingComplete is a probe of a member answered: a suspect member has
 // refuted the suspicion (memberlist reports no event for that).
 func (v *view) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	now := v.now()
 	v.mu.Lock()
-	r, ok := v.members[n.Name]
-	changed := ok && r.state == StateSuspect
-	if changed {
-		r.state, r.since = StateAlive, v.now()
+	changed := v.expire(now)
+	if r, ok := v.members[n.Name]; ok && r.state == StateSuspect {
+		r.state, r.since = StateAlive, now
+		changed = true
 	}
 	v.mu.Unlock()
 	if changed {
 		v.signal()
+	}
+}
+
+// expire ends the suspicions older than memberlist's longest suspicion
+// timeout: had memberlist not cleared them, it would have declared the
+// member dead (NotifyLeave) by then. It runs on every probe result and
+// every read, so a refuted suspicion lasts at most that long here even if
+// this node's next probe of the member is a round away. mu is held.
+func (v *view) expire(now time.Time) (changed bool) {
+	if v.suspicionMax == nil {
+		return false
+	}
+	bound := v.suspicionMax(len(v.members))
+	for _, r := range v.members {
+		if r.state == StateSuspect && now.Sub(r.since) > bound {
+			r.state, r.since = StateAlive, now
+			changed = true
+		}
+	}
+	return changed
+}
+
+// setSuspicionBound gives expire memberlist's suspicion settings.
+func (v *view) setSuspicionBound(probeInterval time.Duration, suspicionMult, maxTimeoutMult int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.suspicionMax = func(n int) time.Duration {
+		// memberlist's suspicionTimeout (util.go) times its max multiplier,
+		// plus a probe interval of slack for timers firing late.
+		scale := math.Max(1, math.Log10(float64(max(n, 1))))
+		minimum := time.Duration(float64(suspicionMult) * scale * float64(probeInterval))
+		return time.Duration(max(maxTimeoutMult, 1))*minimum + probeInterval
 	}
 }
 
@@ -202,7 +242,7 @@ func (v *view) AckPayload() []byte { return nil }
 func (v *view) snapshot() []Member {
 	now := v.now()
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	changed := v.expire(now)
 	out := make([]Member, 0, len(v.members))
 	for name, r := range v.members {
 		if (r.state == StateDead || r.state == StateLeft) && now.Sub(r.since) > forgetAfter {
@@ -210,6 +250,10 @@ func (v *view) snapshot() []Member {
 			continue
 		}
 		out = append(out, Member{Name: name, Addr: r.addr, State: r.state, Meta: r.meta, Self: name == v.self})
+	}
+	v.mu.Unlock()
+	if changed {
+		v.signal()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

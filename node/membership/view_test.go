@@ -132,3 +132,32 @@ func TestLeaveNoticeWire(t *testing.T) {
 		t.Error("newLife")
 	}
 }
+
+// TestSuspicionExpires: a suspicion memberlist cleared without an event
+// (refuted) ends once memberlist's longest suspicion timeout has passed.
+func TestSuspicionExpires(t *testing.T) {
+	v := newView("self", slog.New(slog.DiscardHandler))
+	now := time.Unix(1_700_000_000, 0)
+	v.now = func() time.Time { return now }
+	v.setSuspicionBound(100*time.Millisecond, 2, 6) // 6 × 2 × 100ms + 100ms = 1.3s for a small cluster
+	v.NotifyJoin(node(t, "x", testMeta("x"), "1111111111111111"))
+	state := func() State { return v.snapshot()[0].State }
+
+	v.suspect("x")
+	now = now.Add(time.Second)
+	v.suspect("x") // failed again: the clock restarts
+	now = now.Add(1200 * time.Millisecond)
+	if got := state(); got != StateSuspect {
+		t.Fatalf("suspicion ended early: %s", got)
+	}
+	drain(v.changes)
+	now = now.Add(200 * time.Millisecond)
+	// Any probe result (here: of another member) notices the expiry.
+	v.NotifyPingComplete(node(t, "other", testMeta("other"), "2222222222222222"), time.Millisecond, nil)
+	if len(v.changes) != 1 {
+		t.Error("no change signalled for the expired suspicion")
+	}
+	if got := state(); got != StateAlive {
+		t.Fatalf("suspicion outlived memberlist's: %s", got)
+	}
+}
