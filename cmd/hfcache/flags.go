@@ -135,3 +135,16 @@ func portOf(a net.Addr) string {
 	_, p, _ := net.SplitHostPort(a.String())
 	return p
 }
+
+// raftAdvertise is the Raft address other nodes dial: --raft-advertise, or
+// the advertise host with the --raft-addr port.
+func raftAdvertise(flag, bind, host string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	_, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", fmt.Errorf("--raft-addr %q: %w", bind, err)
+	}
+	return net.JoinHostPort(host, port), nil
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/membership"
 	"github.com/hfcache/hfcache/node/store"
+	"github.com/hfcache/hfcache/raftstore"
 	"github.com/hfcache/hfcache/ring"
 	"github.com/spf13/cobra"
 )
@@ -37,6 +39,12 @@ type serveFlags struct {
 	advertiseAddr string
 	join          []string
 	clusterSecret string
+	raftAddr      string
+	raftAdvertise string
+	bootstrapExp  int
+	raftVoters    int
+	reapAfter     time.Duration
+	adminToken    string
 	logLevel      string
 	logFormat     string
 }
@@ -80,6 +88,12 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the first non-loopback address, or the gossip address when bound to loopback)")
 	fs.StringSliceVar(&f.join, "join", nil, "comma-separated host:port gossip addresses of nodes to join (retried in the background)")
 	fs.StringVar(&f.clusterSecret, "cluster-secret", "", "shared secret of the cluster: encrypts gossip and signs peer requests; required with --join; never logged")
+	fs.StringVar(&f.raftAddr, "raft-addr", ":7947", "Raft transport address (TCP) for the replicated configuration")
+	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "Raft address other nodes dial (default: the advertise host with the --raft-addr port)")
+	fs.IntVar(&f.bootstrapExp, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other (all become voters); 0: a node without --join bootstraps alone")
+	fs.IntVar(&f.raftVoters, "raft-voters", 3, "how many nodes vote in Raft; the rest replicate as non-voters")
+	fs.DurationVar(&f.reapAfter, "reap-after", 10*time.Minute, "how long a failed node stays in the Raft configuration before the leader removes it")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token required on the admin API (all routes but health); set it in production; never logged")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -146,6 +160,29 @@ func serve(ctx context.Context, f serveFlags) error {
 	if f.clusterSecret == "" && !isLoopback(host) {
 		log.Warn("no --cluster-secret: gossip is unencrypted and this node cannot serve peers; set one before adding nodes")
 	}
+	// The replicated configuration: Raft on its own port.
+	raftAdv, err := raftAdvertise(f.raftAdvertise, f.raftAddr, host)
+	if err != nil {
+		return err
+	}
+	rcfg := raftstore.DefaultConfig()
+	rcfg.Dir = filepath.Join(dataDir, "raft")
+	rcfg.NodeID = f.nodeName
+	rcfg.BindAddr = f.raftAddr
+	rcfg.AdvertiseAddr = raftAdv
+	if _, port, _ := net.SplitHostPort(f.raftAddr); port == "0" {
+		rcfg.AdvertiseAddr = "" // a free port (tests): advertise what was bound
+	}
+	rcfg.Logger = log.With("component", "raft")
+	rs, err := raftstore.Open(rcfg)
+	if err != nil {
+		return fmt.Errorf("opening raft: %w", err)
+	}
+	defer rs.Shutdown()
+	if rcfg.AdvertiseAddr == "" {
+		raftAdv = rs.Addr()
+	}
+
 	mcfg := membership.DefaultConfig()
 	mcfg.Name = f.nodeName
 	mcfg.BindAddr = f.gossipAddr
@@ -155,6 +192,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	mcfg.Meta = membership.Meta{
 		ClientURL: "http://" + net.JoinHostPort(host, portOf(clientLn.Addr())),
 		AdminURL:  "http://" + net.JoinHostPort(host, portOf(adminLn.Addr())),
+		RaftAddr:  raftAdv,
 		Version:   version,
 	}
 	mcfg.Logger = log.With("component", "memberlist")
@@ -162,9 +200,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	rcfg := ring.DefaultConfig()
-	rcfg.Logger = log.With("component", "ring")
-	rg, err := ring.New(rcfg)
+	ringCfg := ring.DefaultConfig()
+	ringCfg.Logger = log.With("component", "ring")
+	rg, err := ring.New(ringCfg)
 	if err != nil {
 		return err
 	}
@@ -188,10 +226,26 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n,
+		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
+
+	// Background work owned here: forming the Raft cluster, reconciling it
+	// with gossip membership, applying configuration changes.
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgWG sync.WaitGroup
+	defer func() { stopBG(); bgWG.Wait() }()
+	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version}
+	seed := seedCommands(f)
+	bgWG.Add(3)
+	go func() { defer bgWG.Done(); applier.run(bg) }()
+	go func() { defer bgWG.Done(); formCluster(bg, rs, f, members, seed, log) }()
+	go func() {
+		defer bgWG.Done()
+		reconcileLoop(bg, rs, members, raftstore.ReconcileConfig{Voters: f.raftVoters, ReapAfter: f.reapAfter}, log)
+	}()
 
 	client := &http.Server{
-		Handler: httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n,
-			httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access}),
+		Handler:           clientAPI,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -204,6 +258,14 @@ func serve(ctx context.Context, f serveFlags) error {
 				return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
 			},
 			Members: members.Members,
+			Config:  rs,
+			Token:   f.adminToken,
+			Ready: func() error {
+				if applier.appliedIndex() == 0 {
+					return errors.New("configuration not applied yet")
+				}
+				return nil
+			},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -212,7 +274,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	go func() { errc <- admin.Serve(adminLn) }()
 	log.Info("hfcache serving",
 		"node", f.nodeName, "client_addr", clientLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"gossip_addr", members.GossipAddr(), "client_url", mcfg.Meta.ClientURL, "join", f.join,
+		"gossip_addr", members.GossipAddr(), "raft_addr", raftAdv, "client_url", mcfg.Meta.ClientURL, "join", f.join,
 		"upstream", f.upstream, "upstream_token_set", f.upstreamToken != "", "access", f.access,
 		"data_dir", dataDir, "cache_budget", budget, "version", version)
 
@@ -227,6 +289,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer cancel()
 	client.Shutdown(sctx)
 	admin.Shutdown(sctx)
+	stopBG()
+	bgWG.Wait()
+	if err := rs.Shutdown(); err != nil { // a leader hands leadership over first
+		log.Warn("stopping raft", "err", err)
+	}
 	if err := members.Leave(5 * time.Second); err != nil {
 		log.Warn("leaving the cluster", "err", err)
 	}

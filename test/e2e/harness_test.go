@@ -280,7 +280,7 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", dataDir, "--upstream", upstream,
 		"--cache-size", "2GiB", "--log-format", "json", "--log-level", "debug",
-		"--gossip-addr", "127.0.0.1:0",
+		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
 	}, args...)
 	cmd := exec.Command(hfcacheBin, all...)
 	cmd.Env = append(os.Environ(), "HF_TOKEN=")

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/node/store"
+)
+
+// TestDistributionsAndRemotes: a node serving two distributions — the root
+// from an on-demand remote and /mirror from a streamed remote that excludes
+// the gated model — honours each one's base path, policy and patterns.
+func TestDistributionsAndRemotes(t *testing.T) {
+	hub := startHub(t)
+	log := testLogger(t)
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = hub.URL()
+	hc, err := hubclient.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	ncfg := node.DefaultConfig()
+	ncfg.Logger = log
+	n, err := node.New(ncfg, node.LocalStore(st),
+		&node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand},
+		&node.Remote{Name: "mirror", Hub: hc, RefTTL: time.Minute, Policy: node.PolicyStreamed, Exclude: []string{"acme/gated-*"}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n,
+		httpapi.Distribution{Name: "root", Remote: node.DefaultRemote, Access: node.AccessCaller},
+		httpapi.Distribution{Name: "mirror", BasePath: "/mirror/", Remote: "mirror", Access: node.AccessCaller},
+	))
+	defer srv.Close()
+
+	// The streamed distribution serves bytes but stores none.
+	want := content(t, hub, hf.Model, modelID, "main", "model.safetensors")
+	resp, body := do(t, http.MethodGet, resolveURL(srv.URL+"/mirror", hf.Model, modelID, "main", "model.safetensors"), nil)
+	if resp.StatusCode != 200 || sha(body) != sha(want) {
+		t.Fatalf("streamed GET: %d", resp.StatusCode)
+	}
+	if b := st.Stats().Blobs; b != 0 {
+		t.Fatalf("a streamed remote stored %d blobs", b)
+	}
+	// Its pagination links carry the base path.
+	hub.SetPageSize(10)
+	resp, _ = do(t, http.MethodGet, srv.URL+"/mirror/api/models/"+modelID+"/tree/main?recursive=true", nil)
+	if link := resp.Header.Get("Link"); !strings.HasPrefix(link, "<"+srv.URL+"/mirror/api/models/") {
+		t.Fatalf("Link %q does not carry the distribution's base path", link)
+	}
+	// A repository the remote excludes is refused before anything is fetched.
+	before := hub.Stats().Requests("", "/"+gatedID)
+	resp, body = do(t, http.MethodGet, resolveURL(srv.URL+"/mirror", hf.Model, gatedID, "main", "config.json"), map[string]string{"Authorization": "Bearer " + goodToken})
+	var e struct {
+		Error string `json:"error"`
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(hf.HeaderErrorCode) == "" || json.Unmarshal(body, &e) != nil || e.Error == "" {
+		t.Fatalf("excluded repo: %d %q %s", resp.StatusCode, resp.Header.Get(hf.HeaderErrorCode), body)
+	}
+	if after := hub.Stats().Requests("", "/"+gatedID); after != before {
+		t.Fatalf("an excluded repository reached the Hub (%d requests)", after-before)
+	}
+	// The root distribution stores what it serves, and may read the gated repo.
+	resp, _ = do(t, http.MethodGet, resolveURL(srv.URL, hf.Model, gatedID, "main", "config.json"), map[string]string{"Authorization": "Bearer " + goodToken})
+	if resp.StatusCode != 200 || st.Stats().Blobs != 1 {
+		t.Fatalf("root distribution: %d, %d blobs stored", resp.StatusCode, st.Stats().Blobs)
+	}
+	// A path under no distribution's base is a 404 in the Hub's shape only
+	// when no root distribution exists; here the root takes it.
+	resp, _ = do(t, http.MethodGet, srv.URL+"/mirrorx/"+modelID+"/resolve/main/config.json", nil)
+	if resp.StatusCode == 200 {
+		t.Fatalf("/mirrorx matched the /mirror distribution")
+	}
+}
