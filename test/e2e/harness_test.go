@@ -366,3 +366,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an outcome
 	}
 }
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
