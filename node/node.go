@@ -96,6 +96,9 @@ type Config struct {
 	HotThreshold int
 	HotWindow    time.Duration
 	HotBytes     int64
+	// WarmInterval is how often the warm list is walked again (so new
+	// commits on warmed branches are fetched).
+	WarmInterval time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time
 }
@@ -110,6 +113,7 @@ func DefaultConfig() Config {
 		MetaEntries:  200_000,
 		HotThreshold: 20,
 		HotWindow:    time.Minute,
+		WarmInterval: time.Minute,
 		Logger:       slog.Default(),
 		Now:          time.Now,
 	}
@@ -126,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.FarRange <= 0 {
 		errs = append(errs, errors.New("node: far range must be positive"))
+	}
+	if c.WarmInterval <= 0 {
+		errs = append(errs, errors.New("node: warm interval must be positive"))
 	}
 	if c.MetaEntries <= 0 {
 		errs = append(errs, errors.New("node: meta entries must be positive"))
@@ -151,6 +158,10 @@ type Node struct {
 	peers   *peerClient
 	hot     *hotCounter
 
+	warmMu    sync.Mutex
+	warmItems []WarmItem
+	warmKick  chan struct{}
+
 	mu    sync.Mutex
 	fills map[hf.BlobID]*fill
 
@@ -167,25 +178,28 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:     cfg,
-		store:   st,
-		log:     cfg.Logger,
-		meta:    newMetaCache(st, cfg.MetaEntries, cfg.Logger),
-		access:  newAccessCache(cfg.Now),
-		fills:   make(map[hf.BlobID]*fill),
-		cluster: cfg.Cluster,
-		peers:   newPeerClient(cfg.PeerAuth),
-		hot:     newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
-		ctx:     ctx,
-		cancel:  cancel,
+		cfg:      cfg,
+		store:    st,
+		log:      cfg.Logger,
+		meta:     newMetaCache(st, cfg.MetaEntries, cfg.Logger),
+		access:   newAccessCache(cfg.Now),
+		fills:    make(map[hf.BlobID]*fill),
+		cluster:  cfg.Cluster,
+		peers:    newPeerClient(cfg.PeerAuth),
+		hot:      newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
+		warmKick: make(chan struct{}, 1),
+		ctx:      ctx,
+		cancel:   cancel,
 	}
 	n.SetRemotes(remotes)
 	return n, nil
 }
 
 // Start runs the node's background work: the cluster's event loop that
-// feeds membership into the ring.
+// feeds membership into the ring, and the warmer of immediate remotes.
 func (n *Node) Start() {
+	n.wg.Add(1)
+	go n.warmLoop(n.cfg.WarmInterval)
 	if n.cluster != nil {
 		n.wg.Add(1)
 		go func() {

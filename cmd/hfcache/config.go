@@ -8,6 +8,7 @@ import (
 
 	"github.com/hfcache/hfcache/httpapi"
 	"github.com/hfcache/hfcache/hubclient"
+	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/membership"
 	"github.com/hfcache/hfcache/raftstore"
@@ -108,8 +109,30 @@ func (a *configApplier) apply() {
 		}
 		dists = append(dists, httpapi.Distribution{Name: d.Name, BasePath: d.BasePath, Remote: repo.Remote, Access: d.Access})
 	}
+	var warm []node.WarmItem
+	for _, repo := range s.Repositories {
+		if s.Remotes[repo.Remote].Policy != node.PolicyImmediate {
+			continue
+		}
+		for _, w := range repo.Warm {
+			t, err := hf.ParseRepoType(w.Type)
+			if err != nil {
+				continue
+			}
+			r, err := hf.NewRepo(t, w.Repo)
+			if err != nil {
+				continue
+			}
+			rev := hf.Revision("main")
+			if w.Revision != "" {
+				rev = hf.Revision(w.Revision)
+			}
+			warm = append(warm, node.WarmItem{Remote: repo.Remote, Repo: r, Revision: rev, Include: w.Include})
+		}
+	}
 	a.node.SetRemotes(remotes)
 	a.client.SetDistributions(dists)
+	a.node.SetWarm(warm)
 	a.applied = s.Index
 	a.log.Info("configuration applied", "index", s.Index, "remotes", len(remotes), "distributions", len(dists))
 }

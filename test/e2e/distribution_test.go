@@ -14,6 +14,7 @@ import (
 	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/store"
+	"github.com/hfcache/hfcache/test/fakehub"
 )
 
 // TestDistributionsAndRemotes: a node serving two distributions — the root
@@ -88,4 +89,54 @@ func TestDistributionsAndRemotes(t *testing.T) {
 	if resp.StatusCode == 200 {
 		t.Fatalf("/mirrorx matched the /mirror distribution")
 	}
+}
+
+// TestImmediateRemoteWarms: an immediate remote keeps its warm list filled
+// with no client asking, only the included files, and follows the branch
+// when it moves.
+func TestImmediateRemoteWarms(t *testing.T) {
+	hub := startHub(t)
+	log := testLogger(t)
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = hub.URL()
+	hc, err := hubclient.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	ncfg := node.DefaultConfig()
+	ncfg.Logger = log
+	ncfg.WarmInterval = 50 * time.Millisecond
+	n, err := node.New(ncfg, node.LocalStore(st),
+		&node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: 10 * time.Millisecond, Policy: node.PolicyImmediate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	defer n.Shutdown(context.Background())
+	repo := hf.Repo{Type: hf.Model, ID: modelID}
+	n.SetWarm([]node.WarmItem{{Remote: node.DefaultRemote, Repo: repo, Revision: "main", Include: []string{"*.safetensors", "nested/*/*.md"}}})
+
+	has := func(path string) bool {
+		id, err := hf.BlobIDFromETag(hub.FileInfo(hf.Model, modelID, "main", path).Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := st.Stat(id)
+		return ok
+	}
+	eventually(t, 20*time.Second, "the warm list filled", func() bool {
+		return has("model.safetensors") && has("nested/deeper/notes.md")
+	})
+	if has("config.json") || has("weights+v2.bin") {
+		t.Fatal("files outside the include globs were warmed")
+	}
+	// The branch moves: the new matching file is fetched without a request.
+	hub.Commit(hf.Model, modelID, "main", []fakehub.File{{Path: "extra.safetensors", Size: 1000, Seed: 77, LFS: true}}, nil)
+	eventually(t, 20*time.Second, "the new commit warmed", func() bool { return has("extra.safetensors") })
 }
