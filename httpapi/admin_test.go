@@ -152,7 +152,9 @@ func TestAdminWritesGoToTheLeader(t *testing.T) {
 	leader := newAdminServer(t, leaderCfg, "", nil)
 	members := []membership.Member{{Name: "leader", Meta: membership.Meta{AdminURL: leader.URL}}}
 	followerCfg := &fakeConfig{
-		apply:  func(raftstore.Command) (uint64, error) { return 0, &raftstore.NotLeaderError{LeaderID: "leader", LeaderAddr: "x"} },
+		apply: func(raftstore.Command) (uint64, error) {
+			return 0, &raftstore.NotLeaderError{LeaderID: "leader", LeaderAddr: "x"}
+		},
 		status: raftstore.Status{State: "Follower", LeaderID: "leader"},
 	}
 	follower := newAdminServer(t, followerCfg, "", members)
