@@ -26,7 +26,7 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 		c.passthrough(w, r, d, fr.Repo.FilePath("raw", fr.Rev, fr.Path))
 		return
 	}
-	f, err := c.node.Resolve(r.Context(), node.FileRequest{Remote: d.Remote, Access: d.Access, Repo: fr.Repo, Revision: fr.Rev, Path: fr.Path, Token: bearer(r)})
+	f, err := c.node.Resolve(r.Context(), node.FileRequest{Remote: d.Remote, Repository: d.Repository, Access: d.Access, Repo: fr.Repo, Revision: fr.Rev, Path: fr.Path, Token: bearer(r)})
 	if err != nil {
 		writeError(w, err)
 		return

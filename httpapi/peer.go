@@ -96,7 +96,7 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: size", hf.ErrInvalid))
 		return
 	}
-	f, err := c.node.FileFromPeer(q.Get("remote"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, r.Header.Get(node.HeaderPeerToken))
+	f, err := c.node.FileFromPeer(q.Get("remote"), q.Get("repository"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, r.Header.Get(node.HeaderPeerToken))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -126,7 +126,7 @@ func fileRequestFromPeer(in node.PeerFileRequest) (node.FileRequest, error) {
 	if err != nil {
 		return node.FileRequest{}, err
 	}
-	return node.FileRequest{Remote: in.Remote, Repo: repo, Revision: rev, Path: p, Token: in.Token}, nil
+	return node.FileRequest{Remote: in.Remote, Repository: in.Repository, Repo: repo, Revision: rev, Path: p, Token: in.Token}, nil
 }
 
 func decodePeer(r *http.Request, v any) error {

@@ -40,7 +40,7 @@ type Node interface {
 	ResolveLocal(ctx context.Context, req node.FileRequest) (*node.File, error)
 	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
-	FileFromPeer(remote string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
+	FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -55,9 +55,10 @@ type Distribution struct {
 	Name string
 	// BasePath is the path prefix ("" serves at the root, "/hf" serves
 	// HF_ENDPOINT=http://host:8080/hf).
-	BasePath string
-	Remote   string // the remote of the distribution's repository
-	Access   string // node.AccessCaller or node.AccessRemote
+	BasePath   string
+	Repository string // the configured repository it serves
+	Remote     string // the repository's remote
+	Access     string // node.AccessCaller or node.AccessRemote
 }
 
 // Client serves the Hub API to HF clients.

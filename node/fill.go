@@ -126,6 +126,7 @@ func (n *Node) runFill(fl *fill, f File) {
 	switch {
 	case err == nil:
 		fl.update(func() { fl.verified = true })
+		n.countAgainstQuota(f.repository, fl.id, fl.size)
 		n.log.Info("blob filled", "blob", fl.id, "repo", f.Repo, "path", f.Path, "bytes", fl.size, "took", n.cfg.Now().Sub(start))
 	case errors.As(err, &diskErr):
 		fl.w.Abort()

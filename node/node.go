@@ -41,6 +41,9 @@ type Store interface {
 	Create(id hf.BlobID, size int64) (BlobWriter, error)
 	PutMeta(bucket, key string, value []byte) error
 	GetMeta(bucket, key string) ([]byte, bool, error)
+	DeleteMeta(bucket, key string) error
+	ScanMeta(bucket, prefix string, fn func(key string, value []byte)) error
+	EvictAmong(ids []hf.BlobID, limit int64) int64
 }
 
 // BlobWriter is a blob being written into the store: written at offsets,
@@ -148,6 +151,7 @@ type Node struct {
 	cfg     Config
 	store   Store
 	remotes atomic.Pointer[map[string]*Remote]
+	quotas  atomic.Pointer[map[string]int64]
 	log     *slog.Logger
 
 	meta   *metaCache

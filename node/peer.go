@@ -30,13 +30,14 @@ var errPeerDown = errors.New("node: peer unreachable")
 
 // PeerFileRequest is a FileRequest on the wire between nodes.
 type PeerFileRequest struct {
-	Remote   string      `json:"remote"`
-	Access   string      `json:"access,omitempty"`
-	Type     hf.RepoType `json:"type"`
-	ID       string      `json:"id"`
-	Revision string      `json:"revision"`
-	Path     string      `json:"path"`
-	Token    string      `json:"token,omitempty"`
+	Remote     string      `json:"remote"`
+	Repository string      `json:"repository,omitempty"`
+	Access     string      `json:"access,omitempty"`
+	Type       hf.RepoType `json:"type"`
+	ID         string      `json:"id"`
+	Revision   string      `json:"revision"`
+	Path       string      `json:"path"`
+	Token      string      `json:"token,omitempty"`
 }
 
 // PeerFile is a File on the wire between nodes.
@@ -72,7 +73,7 @@ func (f *File) ToPeer() PeerFile {
 
 // FileFromPeer rebuilds a File that a peer sent (or that a peer asks this
 // node to serve), for repo and path of a remote, fetched upstream with token.
-func (n *Node) FileFromPeer(remote string, repo hf.Repo, p hf.Path, pf PeerFile, token string) (*File, error) {
+func (n *Node) FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, pf PeerFile, token string) (*File, error) {
 	r, err := n.remote(remote)
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func (n *Node) FileFromPeer(remote string, repo hf.Repo, p hf.Path, pf PeerFile,
 		return nil, fmt.Errorf("%w: peer file %+v", hf.ErrInvalid, pf)
 	}
 	return &File{Repo: repo, Commit: pf.Commit, Path: p, Blob: id, Size: pf.Size, ContentType: pf.ContentType,
-		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, remote: r, token: token, location: pf.Location}, nil
+		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, remote: r, repository: repository, token: token, location: pf.Location}, nil
 }
 
 // peerClient makes authenticated requests to other nodes.
@@ -200,8 +201,9 @@ func peerError(resp *http.Response, raw []byte) error {
 // has it on disk (no fill). hdr carries the caller's Range and conditionals.
 func (p *peerClient) blob(ctx context.Context, peer Peer, f *File, hdr http.Header, local bool) (*http.Response, error) {
 	q := url.Values{
-		"remote": {f.remote.Name},
-		"id":     {f.Blob.String()}, "type": {string(f.Repo.Type)}, "repo": {f.Repo.ID},
+		"remote":     {f.remote.Name},
+		"repository": {f.repository},
+		"id":         {f.Blob.String()}, "type": {string(f.Repo.Type)}, "repo": {f.Repo.ID},
 		"commit": {f.Commit}, "path": {string(f.Path)}, "size": {strconv.FormatInt(f.Size, 10)},
 	}
 	if local {

@@ -26,6 +26,9 @@ type FileRequest struct {
 	Token    string // the caller's own Hub token; "" for none
 	// Access is the distribution's access mode: AccessCaller or AccessRemote.
 	Access string
+	// Repository is the configured repository the request is served for;
+	// blobs filled for it count against its quota.
+	Repository string
 }
 
 // File is what the node knows about a file at a commit: enough to answer a
@@ -42,9 +45,10 @@ type File struct {
 	// Hub is unreachable and the last known commit was used.
 	Stale bool
 
-	remote   *Remote
-	token    string // upstream token that may fetch the bytes
-	location string // CDN URL from the Hub's redirect, if still fresh
+	remote     *Remote
+	repository string // counts the blob against this repository's quota
+	token      string // upstream token that may fetch the bytes
+	location   string // CDN URL from the Hub's redirect, if still fresh
 }
 
 // refEntry is a revision's resolution, valid for the ref TTL.
@@ -105,7 +109,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		}
 		var pf PeerFile
 		err := n.peers.call(ctx, p, PeerResolvePath, PeerFileRequest{
-			Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
+			Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
 		}, &pf)
 		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
 			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
@@ -114,7 +118,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := n.FileFromPeer(r.Name, req.Repo, req.Path, pf, token)
+		f, err := n.FileFromPeer(r.Name, req.Repository, req.Repo, req.Path, pf, token)
 		if err != nil {
 			return nil, err
 		}
@@ -276,6 +280,7 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 		ContentDisposition: fe.ContentDisposition,
 		Stale:              stale,
 		remote:             r,
+		repository:         req.Repository,
 		token:              token,
 	}
 	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {

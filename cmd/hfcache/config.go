@@ -107,7 +107,7 @@ func (a *configApplier) apply() {
 		if !ok {
 			continue
 		}
-		dists = append(dists, httpapi.Distribution{Name: d.Name, BasePath: d.BasePath, Remote: repo.Remote, Access: d.Access})
+		dists = append(dists, httpapi.Distribution{Name: d.Name, BasePath: d.BasePath, Repository: repo.Name, Remote: repo.Remote, Access: d.Access})
 	}
 	var warm []node.WarmItem
 	for _, repo := range s.Repositories {
@@ -130,7 +130,17 @@ func (a *configApplier) apply() {
 			warm = append(warm, node.WarmItem{Remote: repo.Remote, Repo: r, Revision: rev, Include: w.Include})
 		}
 	}
+	quotas := map[string]int64{}
+	for _, repo := range s.Repositories {
+		if repo.Quota == "" {
+			continue
+		}
+		if q, err := raftstore.ParseBytes(repo.Quota); err == nil && q > 0 {
+			quotas[repo.Name] = q
+		}
+	}
 	a.node.SetRemotes(remotes)
+	a.node.SetQuotas(quotas)
 	a.client.SetDistributions(dists)
 	a.node.SetWarm(warm)
 	a.applied = s.Index

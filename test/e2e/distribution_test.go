@@ -140,3 +140,60 @@ func TestImmediateRemoteWarms(t *testing.T) {
 	hub.Commit(hf.Model, modelID, "main", []fakehub.File{{Path: "extra.safetensors", Size: 1000, Seed: 77, LFS: true}}, nil)
 	eventually(t, 20*time.Second, "the new commit warmed", func() bool { return has("extra.safetensors") })
 }
+
+// TestRepositoryQuota: blobs filled for a repository beyond its quota are
+// evicted, least recently used first; other repositories' blobs stay.
+func TestRepositoryQuota(t *testing.T) {
+	hub := startHub(t)
+	log := testLogger(t)
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = hub.URL()
+	hc, err := hubclient.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	ncfg := node.DefaultConfig()
+	ncfg.Logger = log
+	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	n.SetQuotas(map[string]int64{"capped": 10_050})
+	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n,
+		httpapi.Distribution{Name: "root", Repository: "free", Remote: node.DefaultRemote, Access: node.AccessCaller},
+		httpapi.Distribution{Name: "capped", BasePath: "/capped", Repository: "capped", Remote: node.DefaultRemote, Access: node.AccessCaller},
+	))
+	defer srv.Close()
+	get := func(base, p string) {
+		t.Helper()
+		if resp, _ := do(t, http.MethodGet, resolveURL(base, hf.Model, modelID, "main", p), nil); resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", p, resp.StatusCode)
+		}
+	}
+	stored := func(p string) bool {
+		id, _ := hf.BlobIDFromETag(hub.FileInfo(hf.Model, modelID, "main", p).Addr())
+		_, ok := st.Stat(id)
+		return ok
+	}
+	get(srv.URL, "model.safetensors") // the free repository: never counted
+	for _, p := range []string{"weights+v2.bin", "config.json", "nested/deeper/notes.md"} {
+		get(srv.URL+"/capped", p)
+	}
+	if !stored("weights+v2.bin") || !stored("config.json") {
+		t.Fatal("blobs within the quota were evicted")
+	}
+	get(srv.URL+"/capped", "sub dir/ünïcode file.txt") // now 10065 bytes > 10050
+	eventually(t, 5*time.Second, "the oldest blob evicted", func() bool { return !stored("weights+v2.bin") })
+	for _, p := range []string{"config.json", "nested/deeper/notes.md", "sub dir/ünïcode file.txt", "model.safetensors"} {
+		if !stored(p) {
+			t.Fatalf("%s was evicted; only the least recently used blob of the capped repository should be", p)
+		}
+	}
+}
