@@ -1,13 +1,21 @@
 // Package node is one hfcache node: it resolves what clients ask for
-// (revisions to commits, files to content addresses), decides who may see it,
-// and serves the bytes from the local content store, filling each blob from
-// the upstream Hub at most once while every concurrent reader streams from the
+// (revisions to commits, files to content addresses), decides who may see
+// it, and serves the bytes, filling each blob from the upstream Hub at most
+// once for the whole cluster while every concurrent reader streams from the
 // partly written file.
+//
+// In a cluster, metadata is resolved by the repository's owner on the
+// consistent-hash ring and bytes are served by the blob's owner; a node that
+// is neither proxies to them (one hop: a forwarded request is served, never
+// forwarded again) and serves from its own disk whatever it holds. A new
+// owner copies a blob from a previous owner before asking the Hub.
 //
 // The node knows nothing about HTTP routes; the httpapi package parses
 // requests into typed values (package hf) and calls the node. The node talks
-// to the Hub through the Hub interface and to disk through the Store
-// interface, both declared here and satisfied by hubclient and node/store.
+// to upstreams through the Hub interface, to disk through Store, to gossip
+// and the ring through Membership and Ring — all declared here and satisfied
+// by hubclient, node/store, node/membership and ring. DESIGN.md says why the
+// pieces are shaped as they are.
 package node
 
 import (
