@@ -111,9 +111,10 @@ func (c *Client) relay(w http.ResponseWriter, r *http.Request, resp *http.Respon
 		h.Del("Content-Disposition")
 	}
 	w.WriteHeader(resp.StatusCode)
-	// Large reads and writes: a peer hop costs two copies of every byte,
-	// and fewer, bigger syscalls keep it close to the owner's own speed.
-	if _, err := io.CopyBuffer(writerOnly{w}, resp.Body, make([]byte, 1<<20)); err != nil {
+	// A large blob's body splices socket to socket (it implements WriterTo
+	// and hands the owner's connection to the ResponseWriter's ReadFrom);
+	// anything else is copied.
+	if _, err := io.Copy(w, resp.Body); err != nil {
 		panic(http.ErrAbortHandler)
 	}
 }

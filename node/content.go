@@ -71,7 +71,13 @@ func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, e
 		if p.Name == c.n.cluster.Self() {
 			break
 		}
-		resp, err := c.n.peers.blob(ctx, p, &c.f, hdr, false)
+		var resp *http.Response
+		var err error
+		if c.f.Size >= spliceThreshold {
+			resp, err = c.n.peers.blobDirect(ctx, p, &c.f, hdr)
+		} else {
+			resp, err = c.n.peers.blob(ctx, p, &c.f, hdr, false)
+		}
 		if errors.Is(err, errPeerDown) {
 			c.n.log.Warn("blob owner unreachable, trying the next node", "peer", p.Name, "blob", c.f.Blob, "err", err)
 			continue

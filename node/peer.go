@@ -200,6 +200,25 @@ func peerError(resp *http.Response, raw []byte) error {
 // blob asks a peer for a blob's bytes. local=true asks only whether the peer
 // has it on disk (no fill). hdr carries the caller's Range and conditionals.
 func (p *peerClient) blob(ctx context.Context, peer Peer, f *File, hdr http.Header, local bool) (*http.Response, error) {
+	req, err := p.blobRequest(ctx, peer, f, hdr, local)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s: %v", errPeerDown, peer.Name, err)
+	}
+	return resp, nil
+}
+
+// blobRequest is a signed peer request for a blob.
+func (p *peerClient) blobRequest(ctx context.Context, peer Peer, f *File, hdr http.Header, local bool) (*http.Request, error) {
+	if peer.ClientURL == "" {
+		return nil, fmt.Errorf("%w: %s has no client URL", errPeerDown, peer.Name)
+	}
 	q := url.Values{
 		"remote":     {f.remote.Name},
 		"repository": {f.repository},
@@ -209,17 +228,22 @@ func (p *peerClient) blob(ctx context.Context, peer Peer, f *File, hdr http.Head
 	if local {
 		q.Set("local", "1")
 	}
-	h := http.Header{}
-	for _, k := range []string{"Range", "If-Range", "If-None-Match"} {
-		if v := hdr.Get(k); v != "" {
-			h.Set(k, v)
-		}
-	}
-	if f.token != "" {
-		h.Set(HeaderPeerToken, f.token)
-	}
 	if f.location != "" {
 		q.Set("loc", f.location)
 	}
-	return p.do(ctx, http.MethodGet, peer, PeerBlobPath, q, nil, h)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(peer.ClientURL, "/")+PeerBlobPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"Range", "If-Range", "If-None-Match"} {
+		if v := hdr.Get(k); v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	if f.token != "" {
+		req.Header.Set(HeaderPeerToken, f.token)
+	}
+	req.Header.Set(HeaderHop, "1")
+	p.auth.Sign(req)
+	return req, nil
 }

@@ -158,6 +158,23 @@ func TestResponsesNameNodeAndSource(t *testing.T) {
 			t.Fatalf("via %s: X-Hfcache-Via %q", n.Name, resp.Header.Get("X-Hfcache-Via"))
 		}
 	}
+	// A large blob through a non-owner (spliced socket to socket): whole,
+	// ranged, and conditional, exactly as the owner answers.
+	big := hub.Bytes(hf.Model, modelID, "main", "big.bin")
+	for _, n := range c.Nodes {
+		resp, body := Get(t, fileURL(n, "big.bin"), nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, big) {
+			t.Fatalf("big.bin via %s: %d, %d bytes", n.Name, resp.StatusCode, len(body))
+		}
+		resp, body = Get(t, fileURL(n, "big.bin"), http.Header{"Range": {"bytes=5000000-"}})
+		if resp.StatusCode != 206 || !bytes.Equal(body, big[5000000:]) || resp.Header.Get("Content-Range") != "bytes 5000000-8388607/8388608" {
+			t.Fatalf("big.bin range via %s: %d %q", n.Name, resp.StatusCode, resp.Header.Get("Content-Range"))
+		}
+		resp, _ = Get(t, fileURL(n, "big.bin"), http.Header{"If-None-Match": {resp.Header.Get("ETag")}})
+		if resp.StatusCode != 304 {
+			t.Fatalf("big.bin If-None-Match via %s: %d", n.Name, resp.StatusCode)
+		}
+	}
 }
 
 // A crashed owner is skipped: the next node in preference order serves,

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// spliceThreshold is the size from which a blob proxied from its owner is
+// read over a dedicated connection whose body can be spliced socket to
+// socket (no copy through user space), instead of a pooled HTTP client
+// connection.
+const spliceThreshold = 1 << 20
+
+// blobDirect asks a peer for a blob over a fresh TCP connection and returns
+// a response whose body moves bytes with splice(2) when copied into an
+// http.ResponseWriter: the kernel forwards them from the owner's socket to
+// the client's.
+func (p *peerClient) blobDirect(ctx context.Context, peer Peer, f *File, hdr http.Header) (*http.Response, error) {
+	req, err := p.blobRequest(ctx, peer, f, hdr, false)
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(peer.ClientURL)
+	if u == nil || u.Scheme != "http" {
+		return nil, fmt.Errorf("%w: %s: not a plain http URL", errPeerDown, peer.Name)
+	}
+	d := net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errPeerDown, peer.Name, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		stop()
+		conn.Close()
+		return nil, fmt.Errorf("%w: %s: %v", errPeerDown, peer.Name, err)
+	}
+	br := bufio.NewReaderSize(conn, 64<<10)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		stop()
+		conn.Close()
+		return nil, fmt.Errorf("%w: %s: %v", errPeerDown, peer.Name, err)
+	}
+	te := strings.Join(resp.TransferEncoding, ",")
+	if resp.ContentLength < 0 || te != "" {
+		// Not a plain length-delimited body: read it as net/http parsed it.
+		body := resp.Body
+		resp.Body = closeFuncs{body, func() { stop(); conn.Close() }}
+		return resp, nil
+	}
+	resp.Body = &spliceBody{br: br, conn: conn, left: resp.ContentLength, stop: stop}
+	return resp, nil
+}
+
+// spliceBody is a length-delimited response body read from a raw
+// connection. WriteTo first flushes what the header parser buffered, then
+// hands the socket to the destination's ReadFrom, which splices.
+type spliceBody struct {
+	br   *bufio.Reader
+	conn net.Conn
+	left int64
+	stop func() bool
+}
+
+func (b *spliceBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.br.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *spliceBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if n := min(int64(b.br.Buffered()), b.left); n > 0 {
+		buf, _ := b.br.Peek(int(n))
+		m, err := w.Write(buf)
+		b.br.Discard(m)
+		total += int64(m)
+		b.left -= int64(m)
+		if err != nil {
+			return total, err
+		}
+	}
+	lr := &io.LimitedReader{R: b.conn, N: b.left}
+	n, err := io.Copy(w, lr)
+	total += n
+	b.left -= n
+	if err == nil && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return total, err
+}
+
+func (b *spliceBody) Close() error {
+	b.stop()
+	return b.conn.Close()
+}
+
+type closeFuncs struct {
+	io.ReadCloser
+	after func()
+}
+
+func (c closeFuncs) Close() error {
+	err := c.ReadCloser.Close()
+	c.after()
+	return err
+}
