@@ -76,25 +76,18 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	for _, p := range n.cluster.Route(scope(r, req.Repo), 3) {
-		if p.Name == n.cluster.Self() {
-			break
-		}
-		var resp APIResponse
-		err := n.peers.call(ctx, p, PeerAPIPath, PeerAPIRequest{
-			Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
-			Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: token,
-		}, &resp)
-		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
-			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &resp, nil
+	var resp APIResponse
+	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerAPIPath, PeerAPIRequest{
+		Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
+		Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: token,
+	}, &resp)
+	if local {
+		return n.APILocal(ctx, req)
 	}
-	return n.APILocal(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // APILocal answers a repository API call as its owner: from cache or from

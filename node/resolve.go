@@ -103,33 +103,45 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
-	for _, p := range n.cluster.Route(scope(r, req.Repo), 3) {
+	var pf PeerFile
+	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerResolvePath, PeerFileRequest{
+		Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID,
+		Revision: string(req.Revision), Path: string(req.Path), Token: token,
+	}, &pf)
+	if local {
+		return n.ResolveLocal(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := n.FileFromPeer(r.Name, req.Repository, req.Repo, req.Path, pf, token)
+	if err != nil {
+		return nil, err
+	}
+	// The owner's answer is the Hub's: remember the immutable part.
+	n.access.accepted(scope(r, req.Repo), token)
+	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
+		Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition,
+	})
+	return f, nil
+}
+
+// viaOwner makes a peer call to the owner of key: the first reachable node
+// of its preference list. It reports local when this node is that owner, or
+// no owner could be reached (this node then answers as owner).
+func (n *Node) viaOwner(ctx context.Context, key, path string, in, out any) (local bool, err error) {
+	for _, p := range n.cluster.Route(key, 3) {
 		if p.Name == n.cluster.Self() {
-			return n.ResolveLocal(ctx, req)
+			return true, nil
 		}
-		var pf PeerFile
-		err := n.peers.call(ctx, p, PeerResolvePath, PeerFileRequest{
-			Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID, Revision: string(req.Revision), Path: string(req.Path), Token: token,
-		}, &pf)
+		err := n.peers.call(ctx, p, path, in, out)
 		if errors.Is(err, errPeerDown) || errors.Is(err, ErrPeerAuth) {
-			n.log.Warn("repository owner unreachable, trying the next node", "peer", p.Name, "repo", req.Repo, "err", err)
+			n.log.Warn("owner unreachable, trying the next node", "peer", p.Name, "err", err)
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		f, err := n.FileFromPeer(r.Name, req.Repository, req.Repo, req.Path, pf, token)
-		if err != nil {
-			return nil, err
-		}
-		// The owner's answer is the Hub's: remember the immutable part.
-		n.access.accepted(scope(r, req.Repo), token)
-		put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
-			Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition,
-		})
-		return f, nil
+		return false, err
 	}
-	return n.ResolveLocal(ctx, req)
+	return true, nil
 }
 
 // ResolveLocal is Resolve as the repository's owner: from this node's cache

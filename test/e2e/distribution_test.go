@@ -23,28 +23,12 @@ import (
 func TestDistributionsAndRemotes(t *testing.T) {
 	hub := startHub(t)
 	log := testLogger(t)
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	hcfg := hubclient.DefaultConfig()
-	hcfg.BaseURL = hub.URL()
-	hc, err := hubclient.New(hcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	ncfg := node.DefaultConfig()
-	ncfg.Logger = log
-	n, err := node.New(ncfg, node.LocalStore(st),
-		&node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand},
-		&node.Remote{Name: "mirror", Hub: hc, RefTTL: time.Minute, Policy: node.PolicyStreamed, Exclude: []string{"acme/gated-*"}},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
+	n, st := localNode(t, hub, nil, func(hc node.Hub) []*node.Remote {
+		return []*node.Remote{
+			{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand},
+			{Name: "mirror", Hub: hc, RefTTL: time.Minute, Policy: node.PolicyStreamed, Exclude: []string{"acme/gated-*"}},
+		}
+	})
 	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n,
 		httpapi.Distribution{Name: "root", Remote: node.DefaultRemote, Access: node.AccessCaller},
 		httpapi.Distribution{Name: "mirror", BasePath: "/mirror/", Remote: "mirror", Access: node.AccessCaller},
@@ -96,29 +80,9 @@ func TestDistributionsAndRemotes(t *testing.T) {
 // when it moves.
 func TestImmediateRemoteWarms(t *testing.T) {
 	hub := startHub(t)
-	log := testLogger(t)
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	hcfg := hubclient.DefaultConfig()
-	hcfg.BaseURL = hub.URL()
-	hc, err := hubclient.New(hcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	ncfg := node.DefaultConfig()
-	ncfg.Logger = log
-	ncfg.WarmInterval = 50 * time.Millisecond
-	n, err := node.New(ncfg, node.LocalStore(st),
-		&node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: 10 * time.Millisecond, Policy: node.PolicyImmediate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Start()
-	defer n.Shutdown(context.Background())
+	n, st := localNode(t, hub, func(c *node.Config) { c.WarmInterval = 50 * time.Millisecond }, func(hc node.Hub) []*node.Remote {
+		return []*node.Remote{{Name: node.DefaultRemote, Hub: hc, RefTTL: 10 * time.Millisecond, Policy: node.PolicyImmediate}}
+	})
 	repo := hf.Repo{Type: hf.Model, ID: modelID}
 	n.SetWarm([]node.WarmItem{{Remote: node.DefaultRemote, Repo: repo, Revision: "main", Include: []string{"*.safetensors", "nested/*/*.md"}}})
 
@@ -146,25 +110,9 @@ func TestImmediateRemoteWarms(t *testing.T) {
 func TestRepositoryQuota(t *testing.T) {
 	hub := startHub(t)
 	log := testLogger(t)
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	hcfg := hubclient.DefaultConfig()
-	hcfg.BaseURL = hub.URL()
-	hc, err := hubclient.New(hcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	ncfg := node.DefaultConfig()
-	ncfg.Logger = log
-	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
+	n, st := localNode(t, hub, nil, func(hc node.Hub) []*node.Remote {
+		return []*node.Remote{{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand}}
+	})
 	n.SetQuotas(map[string]int64{"capped": 10_050})
 	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n,
 		httpapi.Distribution{Name: "root", Repository: "free", Remote: node.DefaultRemote, Access: node.AccessCaller},
@@ -196,4 +144,34 @@ func TestRepositoryQuota(t *testing.T) {
 			t.Fatalf("%s was evicted; only the least recently used blob of the capped repository should be", p)
 		}
 	}
+}
+
+// localNode is a node in process with remotes built on one hub client.
+func localNode(t *testing.T, hub *fakehub.Hub, tune func(*node.Config), remotes func(node.Hub) []*node.Remote) (*node.Node, *store.Store) {
+	t.Helper()
+	log := testLogger(t)
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hcfg := hubclient.DefaultConfig()
+	hcfg.BaseURL = hub.URL()
+	hc, err := hubclient.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hc.Close)
+	ncfg := node.DefaultConfig()
+	ncfg.Logger = log
+	if tune != nil {
+		tune(&ncfg)
+	}
+	n, err := node.New(ncfg, node.LocalStore(st), remotes(hc)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	return n, st
 }
