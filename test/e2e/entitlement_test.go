@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hfcache/hfcache/hubclient/hf"
+)
+
+// TestEntitlementMatrix: a gated and a private repository, cached by an
+// approved caller, are then refused to a request with no token, a wrong
+// token, a valid but unapproved token, and — within the auth TTL — a
+// revoked token, although the bytes are on disk. No token appears in the
+// node's logs.
+func TestEntitlementMatrix(t *testing.T) {
+	hub := startHub(t)
+	const revoked = "hf_token_to_be_revoked"
+	hub.AddToken(revoked, "bob")
+	hub.Grant(revoked, hf.Model, gatedID)
+	hub.Grant(revoked, hf.Model, privateID)
+	p := startProc(t, hub.URL(), t.TempDir(), "--auth-ttl", "1s", "--admin-token", "hf_admin_secret_token", "--upstream-token", "hf_remote_secret_token")
+
+	for _, c := range []struct {
+		id                   string
+		noToken, unapproved  int
+		noTokenCode, badCode string
+	}{
+		{gatedID, 401, 403, hf.CodeGatedRepo, hf.CodeGatedRepo},
+		{privateID, 401, 404, hf.CodeRepoNotFound, hf.CodeRepoNotFound},
+	} {
+		u := resolveURL(p.URL, hf.Model, c.id, "main", "config.json")
+		want := content(t, hub, hf.Model, c.id, "main", "config.json")
+		get := func(token string) (*http.Response, []byte) {
+			hdr := map[string]string{}
+			if token != "" {
+				hdr["Authorization"] = "Bearer " + token
+			}
+			return do(t, http.MethodGet, u, hdr)
+		}
+		for _, tok := range []string{goodToken, revoked} {
+			if resp, body := get(tok); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("%s approved: %d", c.id, resp.StatusCode)
+			}
+		}
+		for _, m := range []struct {
+			name, token, code string
+			status            int
+		}{
+			{"no token", "", c.noTokenCode, c.noToken},
+			{"wrong token", "hf_not_a_token", "", 401},
+			{"unapproved token", otherToken, c.badCode, c.unapproved},
+		} {
+			resp, body := get(m.token)
+			if resp.StatusCode != m.status || resp.Header.Get(hf.HeaderErrorCode) != m.code || bytes.Contains(body, want) {
+				t.Errorf("%s, %s: %d %q, want %d %q", c.id, m.name, resp.StatusCode, resp.Header.Get(hf.HeaderErrorCode), m.status, m.code)
+			}
+		}
+		// Revoked at the Hub: refused once the auth TTL has passed.
+		hub.Revoke(revoked, hf.Model, c.id)
+		eventually(t, 10*time.Second, c.id+": the revoked token refused", func() bool {
+			resp, _ := get(revoked)
+			return resp.StatusCode == c.unapproved
+		})
+		// The approved caller still gets the cached bytes.
+		if resp, body := get(goodToken); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Fatalf("%s approved after the revocation: %d", c.id, resp.StatusCode)
+		}
+	}
+	p.stop(t)
+	logs := p.logs.String()
+	for _, secret := range []string{goodToken, otherToken, revoked, "hf_not_a_token", "hf_admin_secret_token", "hf_remote_secret_token", clusterSecret} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("a secret (%.6s…) appears in the logs", secret)
+		}
+	}
+}
