@@ -5,7 +5,7 @@ BIN     := bin/hfcache
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test deps check vet fmt clean fakehub
+.PHONY: all build run test deps check vet fmt clean fakehub fuzz
 
 all: build
 
@@ -36,6 +36,14 @@ vet:
 
 test: deps check
 	$(GO) test -race -count=1 -timeout 9m ./...
+
+# Each fuzz target for FUZZTIME (make test runs their seed corpora only).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in FuzzParseRoute FuzzParseRanges FuzzRewriteLink FuzzAdminPut; do \
+		echo "== $$t ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./httpapi/ || exit 1; \
+	done
 
 clean:
 	rm -rf bin
