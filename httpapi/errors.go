@@ -47,6 +47,8 @@ func hubError(err error) (status int, code, msg, commit string) {
 		return http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method not allowed: this is a read-only Hugging Face Hub cache", ""
 	case errors.Is(err, node.ErrUnknownRemote):
 		return http.StatusServiceUnavailable, "RemoteNotConfigured", "This distribution's remote is not configured on this node yet", ""
+	case errors.Is(err, node.ErrBusy), errors.Is(err, errTooManyRequests):
+		return http.StatusTooManyRequests, "TooManyRequests", "Too many requests in progress; retry shortly", ""
 	case errors.Is(err, hubclient.ErrUnreachable):
 		return http.StatusGatewayTimeout, codeUpstreamUnreachable, "The Hugging Face Hub is unreachable and the content is not cached", ""
 	case errors.Is(err, hubclient.ErrBadResponse), errors.Is(err, node.ErrFillFailed):
@@ -76,6 +78,9 @@ func writeError(w http.ResponseWriter, err error) {
 	var he *hubclient.Error
 	if errors.As(err, &he) && he.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(he.RetryAfter.Seconds()+0.5)))
+	}
+	if status == http.StatusTooManyRequests && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "2")
 	}
 	body, _ := json.Marshal(map[string]string{"error": msg})
 	h.Set("Content-Type", "application/json; charset=utf-8")

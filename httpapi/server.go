@@ -48,6 +48,9 @@ var _ Node = (*node.Node)(nil)
 // Config configures the client handler.
 type Config struct {
 	Logger *slog.Logger
+	// MaxPerClient caps concurrent requests per client address (0: no cap);
+	// past it clients get 429 with Retry-After.
+	MaxPerClient int
 }
 
 // Distribution is a base path clients point at, served from a remote.
@@ -67,6 +70,7 @@ type Client struct {
 	node  Node
 	log   *slog.Logger
 	dists atomic.Pointer[[]Distribution]
+	limit *clientLimiter
 }
 
 // NewClient builds the client-facing handler serving dists.
@@ -74,7 +78,7 @@ func NewClient(cfg Config, n Node, dists ...Distribution) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Client{cfg: cfg, node: n, log: cfg.Logger}
+	c := &Client{cfg: cfg, node: n, log: cfg.Logger, limit: newClientLimiter(cfg.MaxPerClient)}
 	c.SetDistributions(dists)
 	return c
 }
@@ -131,6 +135,12 @@ func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		preflight(w)
 		return
 	}
+	release, ok := c.limit.acquire(r)
+	if !ok {
+		writeError(w, errTooManyRequests)
+		return
+	}
+	defer release()
 	d, rel, ok := c.distribution(p)
 	if !ok {
 		writeError(w, errNotFound)

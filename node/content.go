@@ -136,6 +136,9 @@ func (n *Node) OpenLocal(ctx context.Context, f *File, onlyDisk bool) (*Content,
 		if errors.Is(err, store.ErrExists) {
 			continue // completed between the two calls
 		}
+		if errors.Is(err, ErrBusy) {
+			return nil, err
+		}
 		if err != nil {
 			// No room (or the store is failing): the client still gets its
 			// bytes, straight from the Hub.

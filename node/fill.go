@@ -18,6 +18,10 @@ import (
 // complete-looking copy of bad content.
 var ErrFillFailed = errors.New("node: fill failed")
 
+// ErrBusy is returned when this node already runs its maximum of upstream
+// fills: the client should retry shortly (429 with Retry-After).
+var ErrBusy = errors.New("node: too many fills in progress")
+
 // fill is one blob being copied from the Hub into the store. There is at
 // most one per blob on a node; every request for the blob reads the partly
 // written file as bytes arrive.
@@ -101,6 +105,9 @@ func (n *Node) startFill(f *File) (*fill, error) {
 	if fl, ok := n.fills[f.Blob]; ok {
 		fl.acquire()
 		return fl, nil
+	}
+	if len(n.fills) >= n.cfg.MaxFills {
+		return nil, ErrBusy
 	}
 	w, err := n.store.Create(f.Blob, f.Size)
 	if err != nil {

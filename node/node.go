@@ -107,6 +107,9 @@ type Config struct {
 	HotThreshold int
 	HotWindow    time.Duration
 	HotBytes     int64
+	// MaxFills caps concurrent upstream fills on this node; past it a
+	// request for an uncached blob gets ErrBusy (429 with Retry-After).
+	MaxFills int
 	// WarmInterval is how often the warm list is walked again (so new
 	// commits on warmed branches are fetched).
 	WarmInterval time.Duration
@@ -125,6 +128,7 @@ func DefaultConfig() Config {
 		HotThreshold: 20,
 		HotWindow:    time.Minute,
 		WarmInterval: time.Minute,
+		MaxFills:     64,
 		Logger:       slog.Default(),
 		Now:          time.Now,
 	}
@@ -141,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.FarRange <= 0 {
 		errs = append(errs, errors.New("node: far range must be positive"))
+	}
+	if c.MaxFills <= 0 {
+		errs = append(errs, errors.New("node: max fills must be positive"))
 	}
 	if c.WarmInterval <= 0 {
 		errs = append(errs, errors.New("node: warm interval must be positive"))

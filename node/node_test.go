@@ -324,3 +324,33 @@ func TestRefTTLAndStaleWhileUnreachable(t *testing.T) {
 		t.Fatalf("unknown file offline: %v", err)
 	}
 }
+
+// Past MaxFills concurrent fills, a request for another uncached blob is
+// told to come back (ErrBusy → 429), and joining a running fill still works.
+func TestMaxFills(t *testing.T) {
+	good := payload(1 << 20)
+	release := make(chan struct{})
+	hub := serving(good, func(off int64) io.Reader { return blockReader{release, bytes.NewReader(good[off:])} })
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	defer close(release)
+	n.cfg.MaxFills = 1
+	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := n.Open(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := n.Open(context.Background(), f) // the same blob joins the fill
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Close()
+	other := *f
+	other.Blob, _ = hf.NewBlobID(hf.SHA256, hf.SHA256Hex([]byte("another blob")))
+	if _, err := n.Open(context.Background(), &other); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second fill past the cap: %v, want ErrBusy", err)
+	}
+}

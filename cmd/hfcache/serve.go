@@ -45,6 +45,8 @@ type serveFlags struct {
 	raftVoters    int
 	reapAfter     time.Duration
 	adminToken    string
+	maxFills      int
+	maxPerClient  int
 	logLevel      string
 	logFormat     string
 }
@@ -93,6 +95,8 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.IntVar(&f.bootstrapExp, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other (all become voters); 0: a node without --join bootstraps alone")
 	fs.IntVar(&f.raftVoters, "raft-voters", 3, "how many nodes vote in Raft; the rest replicate as non-voters")
 	fs.DurationVar(&f.reapAfter, "reap-after", 10*time.Minute, "how long a failed node stays in the Raft configuration before the leader removes it")
+	fs.IntVar(&f.maxFills, "max-fills", 64, "concurrent upstream fills per node; past it requests for uncached blobs get 429")
+	fs.IntVar(&f.maxPerClient, "max-client-requests", 0, "concurrent requests per client address (0: no cap; behind a balancer all requests share its address)")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token required on the admin API (all routes but health); set it in production; never logged")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -218,6 +222,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	ncfg.Cluster = node.NewCluster(rg, members, log.With("component", "cluster"))
 	ncfg.PeerAuth = node.NewPeerAuth(f.clusterSecret, time.Now)
 	ncfg.HotBytes = budget / 10
+	ncfg.MaxFills = f.maxFills
 	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{
 		Name: node.DefaultRemote, Hub: hub, Token: f.upstreamToken, Policy: node.PolicyOnDemand, RefTTL: f.refTTL,
 	})
@@ -226,7 +231,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http")}, n,
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient}, n,
 		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
 
 	// Background work owned here: forming the Raft cluster, reconciling it
