@@ -19,10 +19,13 @@ import (
 
 const waitBound = 15 * time.Second
 
+// fastRaft: elections in a few hundred milliseconds instead of seconds, yet
+// loose enough that a leader does not lose its lease when the race
+// detector and parallel test binaries starve it for a moment.
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 }
 
@@ -62,7 +65,12 @@ type testNode struct {
 
 func openNode(t *testing.T, id string, tune func(*raft.Config)) *testNode {
 	t.Helper()
-	n := &testNode{id: id, dir: t.TempDir(), addr: "127.0.0.1:0", tune: tune, clock: newFakeClock()}
+	return openNodeClock(t, id, tune, newFakeClock())
+}
+
+func openNodeClock(t *testing.T, id string, tune func(*raft.Config), clock *fakeClock) *testNode {
+	t.Helper()
+	n := &testNode{id: id, dir: t.TempDir(), addr: "127.0.0.1:0", tune: tune, clock: clock}
 	n.open(t)
 	return n
 }
@@ -150,7 +158,7 @@ func apply(t *testing.T, nodes []*testNode, cmd Command) uint64 {
 	var idx uint64
 	var err error
 	waitFor(t, fmt.Sprintf("apply %v", cmd.Op), func() bool {
-		for _, n := range nodes {
+		for _, n := range running(nodes) {
 			if n.s.IsLeader() {
 				idx, err = n.s.Apply(context.Background(), cmd)
 				return err == nil || !isRetryable(err)
@@ -212,9 +220,7 @@ func cluster(t *testing.T, count int, tune func(*raft.Config)) []*testNode {
 	for i, n := range nodes {
 		members[i] = n.member(StateAlive)
 	}
-	if err := nodes[0].s.Reconcile(members, ReconcileConfig{Voters: 3}); err != nil {
-		t.Fatal(err)
-	}
+	reconcile(t, nodes, members, ReconcileConfig{Voters: 3})
 	l := leader(t, nodes...)
 	idx, _ := l.s.fsm.index() // FSM-visible: commands and configurations, not no-ops
 	for _, n := range nodes {
@@ -223,4 +229,38 @@ func cluster(t *testing.T, count int, tune func(*raft.Config)) []*testNode {
 		}
 	}
 	return nodes
+}
+
+// reconcile runs Reconcile on the leader until it succeeds there, riding
+// out a leadership change (it is a no-op on followers).
+func reconcile(t *testing.T, nodes []*testNode, members []Member, rc ReconcileConfig) {
+	t.Helper()
+	var err error
+	defer func() {
+		if t.Failed() && err != nil {
+			t.Logf("last reconcile error: %v", err)
+		}
+	}()
+	waitFor(t, "reconcile on the leader", func() bool {
+		for _, n := range running(nodes) {
+			if !n.s.IsLeader() {
+				continue
+			}
+			if err = n.s.Reconcile(members, rc); err == nil && n.s.IsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// running is the nodes not shut down.
+func running(nodes []*testNode) []*testNode {
+	var r []*testNode
+	for _, n := range nodes {
+		if !n.s.closed.Load() {
+			r = append(r, n)
+		}
+	}
+	return r
 }

@@ -123,6 +123,18 @@ type Snapshot struct {
 	Index uint64
 }
 
+// Redacted is the snapshot with every remote's token removed (TokenSet
+// kept), for anything that leaves the node: API responses, status pages,
+// logs.
+func (s Snapshot) Redacted() Snapshot {
+	remotes := make(map[string]Remote, len(s.Remotes))
+	for k, r := range s.Remotes {
+		remotes[k] = r.Redacted()
+	}
+	s.Remotes = remotes
+	return s
+}
+
 // DistributionByPath finds the distribution whose base path is the longest
 // prefix of p on a segment boundary ("/hf" matches "/hf" and "/hf/x", not
 // "/hfx"; "" matches everything). rest is p without the base path: "" or

@@ -68,6 +68,10 @@ func TestSecretsStayOutOfLogsAndAPI(t *testing.T) {
 	if strings.Contains(buf.String(), "supersecret") {
 		t.Fatalf("token logged: %s", buf.String())
 	}
+	snap := Snapshot{Remotes: map[string]Remote{"hf": r}}.Redacted()
+	if snap.Remotes["hf"].Token != "" || !snap.Remotes["hf"].TokenSet || r.Token == "" {
+		t.Fatalf("Snapshot.Redacted: %+v (original %+v)", snap.Remotes["hf"], r)
+	}
 	b, _ := json.Marshal(r.Redacted())
 	if strings.Contains(string(b), "supersecret") || !strings.Contains(string(b), `"token_set":true`) {
 		t.Fatalf("redacted JSON: %s", b)

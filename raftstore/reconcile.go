@@ -3,6 +3,7 @@ package raftstore
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"time"
 
@@ -35,6 +36,7 @@ const (
 	defaultVoters    = 3
 	defaultReapAfter = 10 * time.Minute
 	membershipBound  = 10 * time.Second // enqueue timeout of one membership change
+	reachableBound   = time.Second      // dial check before giving a member a vote
 )
 
 // Reconcile brings the raft configuration in line with the membership
@@ -63,6 +65,10 @@ const (
 //     cluster's writes do not wait for every node.
 //   - While there are fewer than Voters voters, alive non-voters are
 //     promoted (lowest ID first), e.g. after a dead voter is reaped.
+//   - A vote is only given to a member whose raft address accepts a TCP
+//     connection: an unreachable voter would still count toward quorum,
+//     and in a one- or two-voter cluster it would leave no leader for
+//     good. Such a member is added as a non-voter and promoted later.
 //
 // Changes are made one at a time (raft allows one configuration change in
 // flight); errors are collected and the rest still attempted.
@@ -99,6 +105,11 @@ func (s *Store) Reconcile(members []Member, rc ReconcileConfig) error {
 		cur[string(srv.ID)] = srv
 	}
 
+	for id := range s.unreachable {
+		if _, ok := byID[id]; !ok {
+			delete(s.unreachable, id)
+		}
+	}
 	// Track when each member was first seen dead (or missing).
 	for id := range s.deadSince {
 		_, member := byID[id]
@@ -176,7 +187,7 @@ func (s *Store) Reconcile(members []Member, rc ReconcileConfig) error {
 		}
 		var f raft.IndexFuture
 		suff := raft.Nonvoter
-		if voters < rc.Voters {
+		if voters < rc.Voters && s.reachable(m) {
 			suff = raft.Voter
 			f = s.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, membershipBound)
 		} else {
@@ -199,7 +210,7 @@ func (s *Store) Reconcile(members []Member, rc ReconcileConfig) error {
 			break
 		}
 		srv, ok := cur[m.ID]
-		if !ok || srv.Suffrage == raft.Voter {
+		if !ok || srv.Suffrage == raft.Voter || !s.reachable(m) {
 			continue
 		}
 		if err := s.raft.AddVoter(srv.ID, srv.Address, 0, membershipBound).Error(); err != nil {
@@ -212,6 +223,26 @@ func (s *Store) Reconcile(members []Member, rc ReconcileConfig) error {
 		s.log.Info("promoted raft server to voter", "id", m.ID, "address", srv.Address)
 	}
 	return errors.Join(errs...)
+}
+
+// reachable guards every new vote: a voter that cannot be reached counts
+// toward quorum all the same, and with one or two voters a wrong or
+// firewalled raft address would leave the cluster without a leader for
+// good. A member whose raft port does not accept a TCP connection is added
+// as a non-voter (harmless to quorum) and promoted by a later reconcile.
+// Called under reconcileMu; warns once per member and address.
+func (s *Store) reachable(m Member) bool {
+	c, err := net.DialTimeout("tcp", m.RaftAddr, reachableBound)
+	if err != nil {
+		if s.unreachable[m.ID] != m.RaftAddr {
+			s.unreachable[m.ID] = m.RaftAddr
+			s.log.Warn("raft address unreachable; not giving it a vote", "id", m.ID, "address", m.RaftAddr, "error", err)
+		}
+		return false
+	}
+	_ = c.Close()
+	delete(s.unreachable, m.ID)
+	return true
 }
 
 func (s *Store) serverAt(cur map[string]raft.Server, addr string) (string, bool) {

@@ -11,9 +11,10 @@ import (
 )
 
 func TestReconcileVotersAndReaping(t *testing.T) {
+	clock := newFakeClock() // one clock, whichever node leads
 	nodes := make([]*testNode, 5)
 	for i := range nodes {
-		nodes[i] = openNode(t, fmt.Sprintf("n%d", i+1), nil)
+		nodes[i] = openNodeClock(t, fmt.Sprintf("n%d", i+1), nil, clock)
 	}
 	a := nodes[0]
 	if err := a.s.BootstrapSelf(DefaultSeed()); err != nil {
@@ -33,33 +34,34 @@ func TestReconcileVotersAndReaping(t *testing.T) {
 	}
 	reconcile := func(states map[string]string) {
 		t.Helper()
-		if err := a.s.Reconcile(members(states), rc); err != nil {
-			t.Fatal(err)
-		}
+		reconcile(t, nodes, members(states), rc)
 	}
+	lead := func() *testNode { return leader(t, running(nodes)...) }
 	reconcile(nil)
 	want := map[string]string{"n1": "voter", "n2": "voter", "n3": "voter", "n4": "nonvoter", "n5": "nonvoter"}
-	if got := servers(a); !reflect.DeepEqual(got, want) {
+	if got := servers(lead()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("servers = %v, want %v", got, want)
 	}
 	// Idempotent: the same view changes nothing.
-	last := a.s.Status().LastIndex
+	last := lead().s.Status().LastIndex
 	reconcile(nil)
-	if a.s.Status().LastIndex != last {
+	if lead().s.Status().LastIndex != last {
 		t.Fatal("a repeated reconcile changed the configuration")
 	}
 	// Followers are not in charge.
-	if err := nodes[1].s.Reconcile(members(map[string]string{"n3": StateLeft}), rc); err != nil {
-		t.Fatal(err)
+	l := leader(t, nodes...)
+	for _, n := range nodes {
+		if n != l {
+			if err := n.s.Reconcile(members(map[string]string{"n3": StateLeft}), rc); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if _, ok := servers(a)["n3"]; !ok {
+	if _, ok := servers(lead())["n3"]; !ok {
 		t.Fatal("a follower's reconcile removed a server")
 	}
 	// Non-voters replicate too.
-	idx, err := a.s.Apply(ctxFor(t), PutRemote(Remote{Name: "seen-by-all"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx := apply(t, nodes, PutRemote(Remote{Name: "seen-by-all"}))
 	for _, n := range nodes {
 		if err := n.s.WaitIndex(ctxFor(t), idx); err != nil {
 			t.Fatalf("%s: %v", n.id, err)
@@ -70,29 +72,29 @@ func TestReconcileVotersAndReaping(t *testing.T) {
 	nodes[1].shutdown(t)
 	dead := map[string]string{"n2": StateDead}
 	reconcile(dead)
-	a.clock.Advance(30 * time.Second)
+	clock.Advance(30 * time.Second)
 	reconcile(dead)
-	if servers(a)["n2"] != "voter" {
+	if servers(lead())["n2"] != "voter" {
 		t.Fatal("dead voter removed before ReapAfter")
 	}
 	// ...and removed after it; the lowest alive non-voter takes its vote.
-	a.clock.Advance(31 * time.Second)
+	clock.Advance(31 * time.Second)
 	reconcile(dead)
 	want = map[string]string{"n1": "voter", "n3": "voter", "n4": "voter", "n5": "nonvoter"}
-	if got := servers(a); !reflect.DeepEqual(got, want) {
+	if got := servers(lead()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after reaping: %v, want %v", got, want)
 	}
 	// "suspect" is left alone, whatever the clock says.
-	a.clock.Advance(time.Hour)
+	clock.Advance(time.Hour)
 	reconcile(map[string]string{"n2": StateDead, "n5": StateSuspect})
-	if _, ok := servers(a)["n5"]; !ok {
+	if _, ok := servers(lead())["n5"]; !ok {
 		t.Fatal("suspect member removed")
 	}
 	// "left" is removed at once.
 	nodes[4].shutdown(t)
 	reconcile(map[string]string{"n2": StateDead, "n5": StateLeft})
 	want = map[string]string{"n1": "voter", "n3": "voter", "n4": "voter"}
-	if got := servers(a); !reflect.DeepEqual(got, want) {
+	if got := servers(lead()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after leave: %v, want %v", got, want)
 	}
 
@@ -101,24 +103,22 @@ func TestReconcileVotersAndReaping(t *testing.T) {
 	nodes[2].addr = "127.0.0.1:0"
 	nodes[2].open(t)
 	reconcile(map[string]string{"n2": StateDead, "n5": StateLeft})
-	if got := servers(a); !reflect.DeepEqual(got, want) {
+	if got := servers(lead()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after move: %v, want %v", got, want)
 	}
-	for _, s := range a.s.Status().Servers {
+	for _, s := range lead().s.Status().Servers {
 		if s.ID == "n3" && s.Address != nodes[2].addr {
 			t.Fatalf("n3 at %s, want %s", s.Address, nodes[2].addr)
 		}
 	}
-	idx, err = a.s.Apply(ctxFor(t), PutRemote(Remote{Name: "after-move"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx = apply(t, running(nodes), PutRemote(Remote{Name: "after-move"}))
 	if err := nodes[2].s.WaitIndex(ctxFor(t), idx); err != nil {
 		t.Fatal(err)
 	}
 	// The leader never removes itself, whatever it is told.
-	reconcile(map[string]string{"n1": StateLeft, "n2": StateDead, "n5": StateLeft})
-	if _, ok := servers(a)["n1"]; !ok || !a.s.IsLeader() {
+	l = lead()
+	reconcile(map[string]string{l.id: StateLeft, "n2": StateDead, "n5": StateLeft})
+	if _, ok := servers(lead())[l.id]; !ok || !l.s.IsLeader() {
 		t.Fatal("the leader removed itself")
 	}
 }
@@ -250,4 +250,34 @@ func TestBootstrapValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "seeded single node", func() bool { return len(n.s.Snapshot().Distributions) == 1 })
+}
+
+// TestReconcileUnreachableGetsNoVote: a member whose raft address does not
+// answer is added as a non-voter, so a lone leader keeps its quorum, and
+// is promoted once it answers.
+func TestReconcileUnreachableGetsNoVote(t *testing.T) {
+	a := openNode(t, "a", nil)
+	if err := a.s.BootstrapSelf(nil); err != nil {
+		t.Fatal(err)
+	}
+	b := openNode(t, "b", nil)
+	realAddr := b.addr
+	b.shutdown(t) // its port now refuses connections
+	members := []Member{a.member(StateAlive), b.member(StateAlive)}
+	reconcile(t, []*testNode{a}, members, ReconcileConfig{Voters: 3})
+	if got := servers(a); got["b"] != "nonvoter" {
+		t.Fatalf("unreachable member: %v", got)
+	}
+	apply(t, []*testNode{a}, PutRemote(Remote{Name: "still-writable"}))
+
+	b.addr = realAddr
+	b.open(t)
+	reconcile(t, []*testNode{a}, members, ReconcileConfig{Voters: 3})
+	if got := servers(a); got["b"] != "voter" {
+		t.Fatalf("reachable member not promoted: %v", got)
+	}
+	idx := apply(t, []*testNode{a, b}, PutRemote(Remote{Name: "replicated"}))
+	if err := b.s.WaitIndex(ctxFor(t), idx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -125,6 +125,7 @@ type Store struct {
 	wg       sync.WaitGroup
 
 	closed       atomic.Bool
+	leaderReady  atomic.Bool // this leader's FSM has applied everything committed before its term
 	shutdownOnce sync.Once
 	shutdownErr  error
 
@@ -133,6 +134,7 @@ type Store struct {
 
 	reconcileMu sync.Mutex
 	deadSince   map[string]time.Time // member ID → first seen dead (or missing)
+	unreachable map[string]string    // member ID → raft address last found unreachable
 }
 
 // Open opens the log, stable and snapshot stores, starts the transport and
@@ -159,7 +161,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	log := cfg.Logger
 	hl := newHclog(log, "raft")
 
-	s := &Store{cfg: cfg, log: log, fsm: newFSM(log), notifyCh: make(chan bool, 8), deadSince: map[string]time.Time{}}
+	s := &Store{cfg: cfg, log: log, fsm: newFSM(log), notifyCh: make(chan bool, 8), deadSince: map[string]time.Time{}, unreachable: map[string]string{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -190,6 +192,12 @@ func Open(cfg Config) (_ *Store, err error) {
 	}
 	s.trans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, adv, &raft.NetworkTransportConfig{
 		MaxPool: transportPool, Timeout: transportTimeout, Logger: hl.Named("transport"),
+		// One RPC in flight turns pipelined replication off. The pipeline
+		// can wedge when a follower answers Success=false (raft's
+		// pipelineReplicate blocks on a send nobody reads, and
+		// Raft.Shutdown then waits forever; hashicorp/raft#612). A
+		// configuration store writes rarely and gains nothing from it.
+		MaxRPCsInFlight: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: raft transport on %s: %w", cfg.BindAddr, err)
@@ -303,6 +311,13 @@ func (s *Store) Apply(ctx context.Context, cmd Command) (uint64, error) {
 	}
 	if s.raft.State() != raft.Leader {
 		return 0, s.notLeader()
+	}
+	if !s.leaderReady.Load() {
+		// Newly elected: entries committed by the previous leader may not
+		// be applied here yet; validate against the caught-up state.
+		if err := s.wait(ctx, s.raft.Barrier(0)); err != nil {
+			return 0, err
+		}
 	}
 	cmd = cmd.clone()
 	if err := s.fsm.check(&cmd); err != nil {
@@ -526,13 +541,16 @@ func (s *Store) Shutdown() error {
 		}
 		s.cancel()
 		var errs []error
-		if err := s.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("raftstore: raft shutdown: %w", err))
-		}
-		s.wg.Wait()
+		// Stop raft, then close the transport before waiting for raft's
+		// goroutines, so none stays blocked on a peer that does not answer.
+		f := s.raft.Shutdown()
 		if err := s.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("raftstore: close transport: %w", err))
 		}
+		if err := f.Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raftstore: raft shutdown: %w", err))
+		}
+		s.wg.Wait()
 		if err := s.bolt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("raftstore: close raft.db: %w", err))
 		}
@@ -577,6 +595,7 @@ func (s *Store) monitorLeadership() {
 		select {
 		case leader := <-s.notifyCh:
 			if leader && leading == nil {
+				s.leaderReady.Store(false)
 				ctx, cancel := context.WithCancel(s.ctx)
 				leading = &term{cancel: cancel, done: make(chan struct{})}
 				go func(done chan struct{}) {
@@ -585,6 +604,7 @@ func (s *Store) monitorLeadership() {
 				}(leading.done)
 				s.log.Info("raft leadership acquired", "id", s.cfg.NodeID)
 			} else if !leader && leading != nil {
+				s.leaderReady.Store(false)
 				end()
 				s.log.Info("raft leadership lost", "id", s.cfg.NodeID)
 			}
@@ -594,9 +614,18 @@ func (s *Store) monitorLeadership() {
 	}
 }
 
-// establishLeadership runs once per leadership: it applies the bootstrap
-// seed if this node was given one and the cluster was never seeded.
+// establishLeadership runs once per leadership: a barrier brings the FSM
+// up to date with everything committed before this term (so validation on
+// this leader sees it), then the bootstrap seed is applied if this node was
+// given one and the cluster was never seeded.
 func (s *Store) establishLeadership(ctx context.Context) {
+	if err := s.wait(ctx, s.raft.Barrier(0)); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("leader barrier", "error", err)
+		}
+		return
+	}
+	s.leaderReady.Store(true)
 	if err := s.applySeed(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("applying the bootstrap seed", "error", err)
 	}
@@ -621,8 +650,10 @@ func (s *Store) applySeed(ctx context.Context) error {
 		return nil
 	}
 	// Catch up with everything committed before deciding.
-	if err := s.wait(ctx, s.raft.Barrier(0)); err != nil {
-		return err
+	if !s.leaderReady.Load() {
+		if err := s.wait(ctx, s.raft.Barrier(0)); err != nil {
+			return err
+		}
 	}
 	if s.fsm.seeded() {
 		return nil

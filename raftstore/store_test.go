@@ -32,7 +32,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-
 func TestSingleNode(t *testing.T) {
 	n := openNode(t, "solo", nil)
 	if n.s.HasState() {
@@ -179,17 +178,13 @@ func TestNotBootstrapped(t *testing.T) {
 
 func TestThreeNodes(t *testing.T) {
 	nodes := cluster(t, 3, nil)
-	l := leader(t, nodes...)
 	for _, n := range nodes {
 		if got := voters(n); len(got) != 3 {
 			t.Fatalf("%s sees voters %v", n.id, got)
 		}
 	}
 	ctx := ctxFor(t)
-	idx, err := l.s.Apply(ctx, PutRemote(Remote{Name: "everywhere", RefTTL: "5m"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx := apply(t, nodes, PutRemote(Remote{Name: "everywhere", RefTTL: "5m"}))
 	for _, n := range nodes {
 		if err := n.s.WaitIndex(ctx, idx); err != nil {
 			t.Fatal(err)
@@ -197,19 +192,27 @@ func TestThreeNodes(t *testing.T) {
 		if r, ok := n.s.Snapshot().Remotes["everywhere"]; !ok || r.Version != idx || r.RefTTL != "5m" {
 			t.Fatalf("%s: remote %+v", n.id, r)
 		}
+	}
+	// A follower refuses writes and names the leader, so the caller can
+	// forward.
+	l := leader(t, nodes...)
+	for _, n := range nodes {
 		if n == l {
 			continue
 		}
 		_, err := n.s.Apply(ctx, PutRemote(Remote{Name: "nope"}))
 		var nl *NotLeaderError
 		if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nl) || nl.LeaderAddr != l.addr || nl.LeaderID != l.id {
-			t.Fatalf("%s: apply on a follower: %v", n.id, err)
+			t.Fatalf("%s: apply on a follower: %v (leader %s at %s)", n.id, err, l.id, l.addr)
 		}
 		if err := n.s.TransferLeadership(); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("TransferLeadership on a follower: %v", err)
 		}
 		if addr, id := n.s.Leader(); addr != l.addr || id != l.id {
 			t.Fatalf("%s: leader %s %s", n.id, id, addr)
+		}
+		if st := n.s.Status(); st.State != "follower" || st.LeaderID != l.id || len(st.Servers) != 3 {
+			t.Fatalf("%s: status %+v", n.id, st)
 		}
 	}
 	// A deliberate transfer moves leadership.
@@ -219,6 +222,7 @@ func TestThreeNodes(t *testing.T) {
 	if l2 := leader(t, nodes...); l2 == l {
 		t.Fatal("leadership did not move")
 	}
+	apply(t, nodes, PutRemote(Remote{Name: "after-transfer"}))
 }
 
 func TestLeaderShutdown(t *testing.T) {
