@@ -47,6 +47,8 @@ type AdminDeps struct {
 	Hold time.Duration
 	// Ready reports whether the node is ready to serve (nil: always).
 	Ready func() error
+	// Sealer encrypts remote tokens before they enter the Raft log.
+	Sealer *raftstore.Sealer
 }
 
 // memberView is one member in GET /v1/cluster/members.

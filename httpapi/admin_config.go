@@ -227,7 +227,7 @@ func (a *admin) putCommand(kind, name string, body []byte) (raftstore.Command, e
 		rm := in.Remote
 		rm.Name = name
 		if in.Token != nil {
-			rm.Token = *in.Token
+			rm.Token = a.d.Sealer.Seal(*in.Token)
 		} else if cur, ok := a.d.Config.Snapshot().Remotes[name]; ok {
 			rm.Token = cur.Token
 		}

@@ -23,6 +23,7 @@ type configApplier struct {
 	client  *httpapi.Client
 	log     *slog.Logger
 	version string
+	sealer  *raftstore.Sealer
 
 	mu      sync.Mutex
 	clients map[string]hubEntry // remote name → client for its URL
@@ -88,11 +89,15 @@ func (a *configApplier) apply() {
 			e = hubEntry{url: r.URL, client: c}
 			a.clients[name] = e
 		}
+		token, err := a.sealer.Open(r.Token)
+		if err != nil {
+			a.log.Error("remote token unusable; serving the remote without it", "remote", name, "err", err)
+		}
 		ttl, err := time.ParseDuration(r.RefTTL)
 		if err != nil {
 			ttl = time.Minute
 		}
-		remotes = append(remotes, &node.Remote{Name: name, Hub: e.client, Token: r.Token, Policy: r.Policy,
+		remotes = append(remotes, &node.Remote{Name: name, Hub: e.client, Token: token, Policy: r.Policy,
 			RefTTL: ttl, Include: r.Include, Exclude: r.Exclude})
 	}
 	for name, e := range a.clients {
@@ -162,9 +167,9 @@ func raftMembers(ms []membership.Member) []raftstore.Member {
 // seedCommands is the configuration a new cluster starts with: the default
 // remote from --upstream (and its token), a repository on it, and a
 // distribution serving it at the root with --access.
-func seedCommands(f serveFlags) []raftstore.Command {
+func seedCommands(f serveFlags, sealer *raftstore.Sealer) []raftstore.Command {
 	return []raftstore.Command{
-		raftstore.PutRemote(raftstore.Remote{Name: node.DefaultRemote, URL: f.upstream, Token: f.upstreamToken,
+		raftstore.PutRemote(raftstore.Remote{Name: node.DefaultRemote, URL: f.upstream, Token: sealer.Seal(f.upstreamToken),
 			Policy: node.PolicyOnDemand, RefTTL: f.refTTL.String()}),
 		raftstore.PutRepository(raftstore.Repository{Name: "default", Remote: node.DefaultRemote}),
 		raftstore.PutDistribution(raftstore.Distribution{Name: "default", BasePath: "", Repository: "default", Access: f.access}),

@@ -239,8 +239,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
 	defer func() { stopBG(); bgWG.Wait() }()
-	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version}
-	seed := seedCommands(f)
+	sealer := raftstore.NewSealer(f.clusterSecret)
+	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version, sealer: sealer}
+	seed := seedCommands(f, sealer)
 	bgWG.Add(3)
 	go func() { defer bgWG.Done(); applier.run(bg) }()
 	go func() { defer bgWG.Done(); formCluster(bg, rs, f, members, seed, log) }()
@@ -265,6 +266,7 @@ func serve(ctx context.Context, f serveFlags) error {
 			Members: members.Members,
 			Config:  rs,
 			Token:   f.adminToken,
+			Sealer:  sealer,
 			Ready: func() error {
 				if applier.appliedIndex() == 0 {
 					return errors.New("configuration not applied yet")

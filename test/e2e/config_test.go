@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,6 +180,20 @@ func TestReplicatedConfiguration(t *testing.T) {
 				return st == 200
 			})
 		}
+	}
+
+	// The remote's token is sealed with a key derived from the cluster
+	// secret: no Raft log, snapshot or index on disk holds it in the clear.
+	for _, n := range nodes {
+		filepath.WalkDir(n.dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if raw, err := os.ReadFile(p); err == nil && bytes.Contains(raw, []byte("hf_remote_secret")) {
+				t.Errorf("%s holds the remote token in the clear", p)
+			}
+			return nil
+		})
 	}
 
 	// The CLI against a running node.
