@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -49,6 +50,9 @@ type AdminDeps struct {
 	Ready func() error
 	// Sealer encrypts remote tokens before they enter the Raft log.
 	Sealer *raftstore.Sealer
+	// ForwardTLS is the TLS client configuration for forwarding writes to
+	// a leader's https admin URL.
+	ForwardTLS *tls.Config
 }
 
 // memberView is one member in GET /v1/cluster/members.
@@ -80,6 +84,7 @@ func NewAdmin(d AdminDeps) http.Handler {
 	}
 	a := &admin{d: d, fwd: &http.Client{
 		Timeout:       30 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: d.ForwardTLS},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 	mux := http.NewServeMux()

@@ -20,6 +20,10 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 		writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "peer routes need the cluster secret")
 		return
 	}
+	if c.cfg.RequirePeerCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "peer routes need a node certificate")
+		return
+	}
 	switch {
 	case p == node.PeerResolvePath && r.Method == http.MethodPost:
 		var in node.PeerFileRequest

@@ -51,6 +51,9 @@ type Config struct {
 	// MaxPerClient caps concurrent requests per client address (0: no cap);
 	// past it clients get 429 with Retry-After.
 	MaxPerClient int
+	// RequirePeerCert makes peer routes demand a client certificate the
+	// listener verified (mutual TLS between nodes), on top of the signature.
+	RequirePeerCert bool
 }
 
 // Distribution is a base path clients point at, served from a remote.

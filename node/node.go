@@ -20,6 +20,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,9 @@ type Config struct {
 	Cluster *Cluster
 	// PeerAuth signs requests to peers and verifies theirs.
 	PeerAuth PeerAuth
+	// PeerTLS is the TLS client configuration for peers' https URLs (their
+	// CA, and this node's client certificate for mutual TLS); nil: defaults.
+	PeerTLS *tls.Config
 	// HotThreshold is how many times a non-owner serves a blob within
 	// HotWindow before it keeps a copy of its own (0 disables); hot copies
 	// take at most HotFraction of the store budget.
@@ -204,7 +208,7 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 		access:   newAccessCache(cfg.Now),
 		fills:    make(map[hf.BlobID]*fill),
 		cluster:  cfg.Cluster,
-		peers:    newPeerClient(cfg.PeerAuth),
+		peers:    newPeerClient(cfg.PeerAuth, cfg.PeerTLS),
 		hot:      newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
 		warmKick: make(chan struct{}, 1),
 		ctx:      ctx,

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,9 +96,10 @@ type peerClient struct {
 	auth PeerAuth
 }
 
-func newPeerClient(auth PeerAuth) *peerClient {
+func newPeerClient(auth PeerAuth, tlsConfig *tls.Config) *peerClient {
 	return &peerClient{auth: auth, http: &http.Client{
 		Transport: &http.Transport{
+			TLSClientConfig:       tlsConfig,
 			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,

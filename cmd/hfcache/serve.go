@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,11 @@ type serveFlags struct {
 	adminToken    string
 	maxFills      int
 	maxPerClient  int
+	tlsCert       string
+	tlsKey        string
+	peerTLSCA     string
+	peerTLSCert   string
+	peerTLSKey    string
 	logLevel      string
 	logFormat     string
 }
@@ -97,6 +103,11 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.DurationVar(&f.reapAfter, "reap-after", 10*time.Minute, "how long a failed node stays in the Raft configuration before the leader removes it")
 	fs.IntVar(&f.maxFills, "max-fills", 64, "concurrent upstream fills per node; past it requests for uncached blobs get 429")
 	fs.IntVar(&f.maxPerClient, "max-client-requests", 0, "concurrent requests per client address (0: no cap; behind a balancer all requests share its address)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate: serve the client and admin ports over TLS (with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&f.peerTLSCA, "peer-tls-ca", "", "PEM CA that signs the nodes' certificates: verify peers, and require a node certificate on peer routes (mutual TLS)")
+	fs.StringVar(&f.peerTLSCert, "peer-tls-cert", "", "PEM client certificate this node presents to peers (with --peer-tls-key)")
+	fs.StringVar(&f.peerTLSKey, "peer-tls-key", "", "PEM private key for --peer-tls-cert")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token required on the admin API (all routes but health); set it in production; never logged")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -114,6 +125,10 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.access != "caller" && f.access != "remote" {
 		return fmt.Errorf("--access %q: use caller or remote", f.access)
+	}
+	tlsc, err := loadTLS(f)
+	if err != nil {
+		return err
 	}
 	dataDir, err := filepath.Abs(f.dataDir)
 	if err != nil {
@@ -194,8 +209,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	mcfg.Join = f.join
 	mcfg.Secret = f.clusterSecret
 	mcfg.Meta = membership.Meta{
-		ClientURL: "http://" + net.JoinHostPort(host, portOf(clientLn.Addr())),
-		AdminURL:  "http://" + net.JoinHostPort(host, portOf(adminLn.Addr())),
+		ClientURL: tlsc.scheme + "://" + net.JoinHostPort(host, portOf(clientLn.Addr())),
+		AdminURL:  tlsc.scheme + "://" + net.JoinHostPort(host, portOf(adminLn.Addr())),
 		RaftAddr:  raftAdv,
 		Version:   version,
 	}
@@ -223,6 +238,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	ncfg.PeerAuth = node.NewPeerAuth(f.clusterSecret, time.Now)
 	ncfg.HotBytes = budget / 10
 	ncfg.MaxFills = f.maxFills
+	ncfg.PeerTLS = tlsc.peer
 	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{
 		Name: node.DefaultRemote, Hub: hub, Token: f.upstreamToken, Policy: node.PolicyOnDemand, RefTTL: f.refTTL,
 	})
@@ -231,7 +247,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient}, n,
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != ""}, n,
 		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
 
 	// Background work owned here: forming the Raft cluster, reconciling it
@@ -263,10 +279,11 @@ func serve(ctx context.Context, f serveFlags) error {
 				s := st.Stats()
 				return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
 			},
-			Members: members.Members,
-			Config:  rs,
-			Token:   f.adminToken,
-			Sealer:  sealer,
+			Members:    members.Members,
+			Config:     rs,
+			Token:      f.adminToken,
+			Sealer:     sealer,
+			ForwardTLS: tlsc.peer,
 			Ready: func() error {
 				if applier.appliedIndex() == 0 {
 					return errors.New("configuration not applied yet")
@@ -277,6 +294,10 @@ func serve(ctx context.Context, f serveFlags) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 2)
+	if tlsc.server != nil {
+		clientLn = tls.NewListener(clientLn, tlsc.server)
+		adminLn = tls.NewListener(adminLn, tlsc.server)
+	}
 	go func() { errc <- client.Serve(clientLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
 	log.Info("hfcache serving",
