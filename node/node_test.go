@@ -354,3 +354,23 @@ func TestMaxFills(t *testing.T) {
 		t.Fatalf("a second fill past the cap: %v, want ErrBusy", err)
 	}
 }
+
+// A remote's maximum file size refuses bigger files before any byte moves.
+func TestMaxFileSize(t *testing.T) {
+	good := payload(5000)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good[off:]) })
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	n.SetRemotes([]*Remote{{Name: DefaultRemote, Hub: hub, RefTTL: time.Minute, Policy: PolicyOnDemand, MaxFileSize: 4999}})
+	_, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	var he *hubclient.Error
+	if !errors.As(err, &he) || he.Status != 403 || he.Code != "FileTooLarge" {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if hub.gets.Load() != 0 {
+		t.Fatal("bytes were fetched for a refused file")
+	}
+	n.SetRemotes([]*Remote{{Name: DefaultRemote, Hub: hub, RefTTL: time.Minute, Policy: PolicyOnDemand, MaxFileSize: 5000}})
+	if _, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"}); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+}

@@ -39,6 +39,18 @@ type Remote struct {
 	RefTTL  time.Duration
 	Include []string // glob patterns over repo ids; empty allows all
 	Exclude []string
+	// MaxFileSize refuses files larger than this many bytes (0: no limit).
+	MaxFileSize int64
+}
+
+// checkSize refuses a file over the remote's maximum size, in the Hub's
+// error shape (403), before any byte is fetched.
+func (r *Remote) checkSize(f *File) error {
+	if r.MaxFileSize > 0 && f.Size > r.MaxFileSize {
+		return &hubclient.Error{Status: http.StatusForbidden, Code: "FileTooLarge",
+			Message: fmt.Sprintf("%s is %d bytes; this cache serves files up to %d bytes from this remote.", f.Path, f.Size, r.MaxFileSize)}
+	}
+	return nil
 }
 
 // Allows reports whether the remote's include/exclude patterns let repoID through.

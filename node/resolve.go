@@ -118,6 +118,9 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.checkSize(f); err != nil {
+		return nil, err
+	}
 	// The owner's answer is the Hub's: remember the immutable part.
 	n.access.accepted(scope(r, req.Repo), token)
 	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
@@ -269,7 +272,14 @@ func (n *Node) resolveStale(r *Remote, req FileRequest, token string) (*File, bo
 }
 
 // fileFrom turns a cached entry into a File, or the Hub's EntryNotFound.
-func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry, token string, stale bool) (*File, error) {
+func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry, token string, stale bool) (f *File, err error) {
+	defer func() {
+		if err == nil {
+			if err = r.checkSize(f); err != nil {
+				f = nil
+			}
+		}
+	}()
 	if fe.NotFound {
 		return nil, &hubclient.Error{
 			Status:     http.StatusNotFound,
@@ -282,7 +292,7 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 	if err != nil {
 		return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
 	}
-	f := &File{
+	f = &File{
 		Repo:               req.Repo,
 		Commit:             commit,
 		Path:               req.Path,
