@@ -16,6 +16,9 @@
 // ErrNotLeader (a *NotLeaderError naming the leader, for forwarding),
 // ErrNoLeader, ErrClosed and *ValidationError (field → problem).
 //
+// The transport accepts connections only from addresses Config.AllowPeer
+// admits (the node's current gossip members); nil admits everyone.
+//
 // Lifecycle: Open starts raft without bootstrapping. A lone node calls
 // BootstrapSelf(DefaultSeed()) when it has no state (HasState); a cluster
 // formed with --bootstrap-expect calls BootstrapExpect on every node. The

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -60,7 +61,27 @@ type testNode struct {
 	id, dir, addr string
 	tune          func(*raft.Config)
 	clock         *fakeClock
-	s             *Store
+	// allow is the node's Config.AllowPeer; nil admits loopback only, so
+	// every multi-node test runs through the transport's admission check.
+	allow func(net.Addr) bool
+	s     *Store
+}
+
+// allowIPs is an AllowPeer admitting exactly the given IPs, the way the
+// node admits its gossip members' IPs.
+func allowIPs(ips ...string) func(net.Addr) bool {
+	return func(a net.Addr) bool {
+		tcp, ok := a.(*net.TCPAddr)
+		if !ok {
+			return false
+		}
+		for _, ip := range ips {
+			if tcp.IP.Equal(net.ParseIP(ip)) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func openNode(t *testing.T, id string, tune func(*raft.Config)) *testNode {
@@ -82,6 +103,10 @@ func (n *testNode) open(t *testing.T) {
 	cfg.Dir, cfg.NodeID, cfg.BindAddr = n.dir, n.id, n.addr
 	cfg.Logger = testLogger(n.id)
 	cfg.Now = n.clock.Now
+	cfg.AllowPeer = n.allow
+	if cfg.AllowPeer == nil {
+		cfg.AllowPeer = allowIPs("127.0.0.1")
+	}
 	cfg.Tune = func(c *raft.Config) {
 		fastRaft(c)
 		if n.tune != nil {

@@ -46,6 +46,9 @@ type Remote struct {
 	// an empty Include allows all.
 	Include []string `json:"include,omitempty"`
 	Exclude []string `json:"exclude,omitempty"`
+	// MaxFileSize is the largest file this remote serves, a byte size like
+	// "50GiB" (see ParseBytes); "" means no limit.
+	MaxFileSize string `json:"max_file_size,omitempty"`
 	// Version is the Raft index of the last change (read-only).
 	Version uint64 `json:"version"`
 }

@@ -49,6 +49,15 @@ type Config struct {
 	// address when BindAddr names a host, else this machine's only private
 	// IPv4 address with the bound port.
 	AdvertiseAddr string
+	// AllowPeer decides which connections the raft transport accepts: a
+	// connection whose remote address it refuses is closed before raft
+	// reads a byte (and logged, once a minute per IP). It is called on
+	// every incoming connection, from raft's accept loop, so it must be
+	// fast and safe for concurrent use; it sees the membership as it is at
+	// that moment (the node allows the IPs of its current gossip members).
+	// Loopback is not special: the function decides. nil allows every
+	// address.
+	AllowPeer func(remote net.Addr) bool
 	// Logger receives raft's logs (bridged from hclog) and the store's own.
 	Logger *slog.Logger
 	// Tune adjusts the raft configuration after the defaults are set (tests
@@ -186,11 +195,17 @@ func Open(cfg Config) (_ *Store, err error) {
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, retainSnapshots, hl.Named("snapshot")); err != nil {
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
 	}
-	var adv net.Addr // a nil *net.TCPAddr must not become a non-nil net.Addr
-	if advertise != nil {
-		adv = advertise
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: raft transport on %s: %w", cfg.BindAddr, err)
 	}
-	s.trans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, adv, &raft.NetworkTransportConfig{
+	stream := newStreamLayer(ln, advertise, cfg.AllowPeer, log)
+	if err := stream.checkAdvertisable(); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("raftstore: raft transport on %s: %w", cfg.BindAddr, err)
+	}
+	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
 		MaxPool: transportPool, Timeout: transportTimeout, Logger: hl.Named("transport"),
 		// One RPC in flight turns pipelined replication off. The pipeline
 		// can wedge when a follower answers Success=false (raft's
@@ -199,9 +214,6 @@ func Open(cfg Config) (_ *Store, err error) {
 		// configuration store writes rarely and gains nothing from it.
 		MaxRPCsInFlight: 1,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("raftstore: raft transport on %s: %w", cfg.BindAddr, err)
-	}
 	closers = append(closers, s.trans.Close)
 
 	rc := raft.DefaultConfig()

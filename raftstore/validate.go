@@ -80,6 +80,19 @@ func checkGlobs(fe fieldErrors, field string, globs []string) {
 	}
 }
 
+// checkSize checks an optional byte size: "" (meaning none), else a
+// positive ParseBytes size.
+func checkSize(fe fieldErrors, field, size, none string) {
+	if size == "" {
+		return
+	}
+	if n, err := ParseBytes(size); err != nil {
+		fe.add(field, "%v", err)
+	} else if n <= 0 {
+		fe.add(field, "must be positive (leave empty for %s)", none)
+	}
+}
+
 func oneOf(v string, allowed ...string) bool {
 	for _, a := range allowed {
 		if v == a {
@@ -139,6 +152,7 @@ func validateRemote(r *Remote) fieldErrors {
 	}
 	checkGlobs(fe, "include", r.Include)
 	checkGlobs(fe, "exclude", r.Exclude)
+	checkSize(fe, "max_file_size", r.MaxFileSize, "no limit")
 	return fe
 }
 
@@ -158,13 +172,7 @@ func validateRepository(r *Repository, st *state) fieldErrors {
 	} else if _, ok := st.Remotes[r.Remote]; !ok {
 		fe.add("remote", "no remote %q", r.Remote)
 	}
-	if r.Quota != "" {
-		if n, err := ParseBytes(r.Quota); err != nil {
-			fe.add("quota", "%v", err)
-		} else if n <= 0 {
-			fe.add("quota", "must be positive (leave empty for no quota)")
-		}
-	}
+	checkSize(fe, "quota", r.Quota, "no quota")
 	for i, w := range r.Warm {
 		f := fmt.Sprintf("warm[%d]", i)
 		if !oneOf(w.Type, warmTypes...) {

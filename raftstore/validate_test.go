@@ -79,6 +79,15 @@ func TestCheck(t *testing.T) {
 		{"include bad", remote(func(r *Remote) { r.Include = []string{"ok/*", "bad["} }), "include[1]", nil},
 		{"include empty", remote(func(r *Remote) { r.Include = []string{""} }), "include[0]", nil},
 		{"exclude bad", remote(func(r *Remote) { r.Exclude = []string{"\\"} }), "exclude[0]", nil},
+		{"max_file_size ok", remote(func(r *Remote) { r.MaxFileSize = "50GiB" }), "", nil},
+		{"max_file_size bytes", remote(func(r *Remote) { r.MaxFileSize = "1" }), "", nil},
+		{"max_file_size decimal", remote(func(r *Remote) { r.MaxFileSize = "1.5 TB" }), "", nil},
+		{"max_file_size bad", remote(func(r *Remote) { r.MaxFileSize = "huge" }), "max_file_size", nil},
+		{"max_file_size unit", remote(func(r *Remote) { r.MaxFileSize = "5 XB" }), "max_file_size", nil},
+		{"max_file_size zero", remote(func(r *Remote) { r.MaxFileSize = "0GiB" }), "max_file_size", nil},
+		{"max_file_size rounds to zero", remote(func(r *Remote) { r.MaxFileSize = "0.5" }), "max_file_size", nil},
+		{"max_file_size negative", remote(func(r *Remote) { r.MaxFileSize = "-1GiB" }), "max_file_size", nil},
+		{"max_file_size too large", remote(func(r *Remote) { r.MaxFileSize = "100EiB" }), "max_file_size", nil},
 		{"remote missing", Command{V: 1, Op: OpPutRemote}, "remote", nil},
 		// repositories
 		{"repo ok", repo(func(*Repository) {}), "", nil},
@@ -182,13 +191,13 @@ func sameState(a, b *state) bool {
 
 func TestCheckReportsEveryField(t *testing.T) {
 	st := baseState(t)
-	cmd := PutRemote(Remote{Name: "Bad", URL: "ftp://x", Policy: "x", RefTTL: "x", Include: []string{"["}})
+	cmd := PutRemote(Remote{Name: "Bad", URL: "ftp://x", Policy: "x", RefTTL: "x", Include: []string{"["}, MaxFileSize: "0"})
 	err := st.check(&cmd)
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, f := range []string{"name", "url", "policy", "ref_ttl", "include[0]"} {
+	for _, f := range []string{"name", "url", "policy", "ref_ttl", "include[0]", "max_file_size"} {
 		if _, ok := ve.Fields[f]; !ok {
 			t.Errorf("missing field %q in %v", f, ve.Fields)
 		}
@@ -231,11 +240,14 @@ func TestTokenKeptOnRedactedRoundTrip(t *testing.T) {
 	if red.Token != "" || !red.TokenSet {
 		t.Fatalf("Redacted = %+v", red)
 	}
-	red.RefTTL = "5m"
+	red.RefTTL, red.MaxFileSize = "5m", "50GiB"
 	if _, err := st.apply(PutRemote(red), 10); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.Remotes["hf"]; got.Token != "hf_secret" || !got.TokenSet || got.RefTTL != "5m" || got.Version != 10 {
+	if got := st.Remotes["hf"]; got.Token != "hf_secret" || !got.TokenSet || got.RefTTL != "5m" || got.MaxFileSize != "50GiB" || got.Version != 10 {
+		t.Fatalf("after round trip: %+v", got)
+	}
+	if got := st.Remotes["hf"].Redacted(); got.MaxFileSize != "50GiB" {
 		t.Fatalf("after round trip: %+v", got)
 	}
 	red.TokenSet = false

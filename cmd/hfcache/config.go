@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -97,8 +98,12 @@ func (a *configApplier) apply() {
 		if err != nil {
 			ttl = time.Minute
 		}
+		var maxSize int64
+		if r.MaxFileSize != "" {
+			maxSize, _ = raftstore.ParseBytes(r.MaxFileSize)
+		}
 		remotes = append(remotes, &node.Remote{Name: name, Hub: e.client, Token: token, Policy: r.Policy,
-			RefTTL: ttl, Include: r.Include, Exclude: r.Exclude})
+			RefTTL: ttl, Include: r.Include, Exclude: r.Exclude, MaxFileSize: maxSize})
 	}
 	for name, e := range a.clients {
 		if _, ok := s.Remotes[name]; !ok {
@@ -216,4 +221,39 @@ func reconcileLoop(ctx context.Context, rs *raftstore.Store, members *membership
 			}
 		}
 	}
+}
+
+// isMemberAddr reports whether addr's IP is one of a gossip member's (its
+// gossip or Raft address): the Raft port admits only cluster members.
+func isMemberAddr(m *membership.Membership, addr net.Addr) bool {
+	if m == nil {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	for _, mem := range m.Members() {
+		for _, a := range []string{mem.Addr, mem.Meta.RaftAddr} {
+			h, _, err := net.SplitHostPort(a)
+			if err != nil {
+				continue
+			}
+			if other := net.ParseIP(h); other != nil {
+				if ip != nil && other.Equal(ip) {
+					return true
+				}
+				continue
+			}
+			if ips, err := net.LookupIP(h); err == nil && ip != nil {
+				for _, o := range ips {
+					if o.Equal(ip) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }

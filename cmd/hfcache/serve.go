@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -193,6 +194,9 @@ func serve(ctx context.Context, f serveFlags) error {
 		rcfg.AdvertiseAddr = "" // a free port (tests): advertise what was bound
 	}
 	rcfg.Logger = log.With("component", "raft")
+	// Raft accepts connections only from the addresses of gossip members.
+	var gossip atomic.Pointer[membership.Membership]
+	rcfg.AllowPeer = func(addr net.Addr) bool { return isMemberAddr(gossip.Load(), addr) }
 	rs, err := raftstore.Open(rcfg)
 	if err != nil {
 		return fmt.Errorf("opening raft: %w", err)
@@ -225,6 +229,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	gossip.Store(members)
 	if err := members.Start(); err != nil {
 		return fmt.Errorf("--gossip-addr: %w", err)
 	}
