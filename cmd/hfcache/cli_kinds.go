@@ -49,6 +49,7 @@ repo ids it serves.`,
 
 type remoteFlags struct {
 	url, token, policy string
+	maxFileSize        string
 	tokenStdin         bool
 	refTTL             time.Duration
 	include, exclude   []string
@@ -62,6 +63,7 @@ func (f *remoteFlags) define(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.refTTL, "ref-ttl", 0, "how long a branch or tag → commit resolution is trusted, e.g. 60s")
 	fs.StringArrayVar(&f.include, "include", nil, "serve only repo ids matching this glob (repeatable; --include '' clears)")
 	fs.StringArrayVar(&f.exclude, "exclude", nil, "never serve repo ids matching this glob (repeatable; --exclude '' clears)")
+	fs.StringVar(&f.maxFileSize, "max-file-size", "", "refuse files larger than this, e.g. 50GiB ('' clears)")
 }
 
 func (f *remoteFlags) set(cmd *cobra.Command, fs *pflag.FlagSet, obj jsonObject) error {
@@ -74,6 +76,7 @@ func (f *remoteFlags) set(cmd *cobra.Command, fs *pflag.FlagSet, obj jsonObject)
 	c.put("include", "include", stringList(f.include))
 	c.put("exclude", "exclude", stringList(f.exclude))
 	c.put("ref-ttl", "ref_ttl", f.refTTL.String())
+	c.put("max-file-size", "max_file_size", f.maxFileSize)
 	c.put("token", "token", f.token)
 	if c.err == nil && f.tokenStdin {
 		tok, err := readSecret(cmd, "--token-stdin")

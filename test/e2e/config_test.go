@@ -205,6 +205,20 @@ func TestReplicatedConfiguration(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "mirror") || strings.Contains(string(out), "hf_remote_secret") {
 		t.Fatalf("hfcache remote list: %v\n%s", err, out)
 	}
+	// A maximum file size set through the CLI refuses bigger files everywhere.
+	out, err = exec.Command(hfcacheBin, "remote", "update", "mirror", "--max-file-size", "1KiB", "--addr", nodes[0].p.AdminURL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hfcache remote update --max-file-size: %v\n%s", err, out)
+	}
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, n.name+" refusing a file over max_file_size", func() bool {
+			resp, _ := do(t, http.MethodHead, resolveURL(n.p.URL+"/mirror", hf.Model, modelID, "main", "model.safetensors"), nil)
+			return resp.StatusCode == 403 && resp.Header.Get(hf.HeaderErrorCode) == "FileTooLarge"
+		})
+		if resp, _ := do(t, http.MethodHead, resolveURL(n.p.URL+"/mirror", hf.Model, modelID, "main", "config.json"), nil); resp.StatusCode != 200 {
+			t.Fatalf("a small file under max_file_size: %d", resp.StatusCode)
+		}
+	}
 	out, err = exec.Command(hfcacheBin, "cluster", "members", "--addr", nodes[0].p.AdminURL).CombinedOutput()
 	if err != nil || strings.Count(string(out), "alive") != 3 {
 		t.Fatalf("hfcache cluster members: %v\n%s", err, out)
