@@ -206,6 +206,19 @@ func (a *admin) put(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// trailing refuses a body with anything after its first JSON value.
+func trailing(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
 // putCommand decodes a PUT body into the command for its kind. A remote
 // PUT without a "token" keeps the stored token (tokens are write-only, so
 // a read-modify-write must not erase them); "token": "" clears it.
@@ -214,6 +227,10 @@ func (a *admin) putCommand(kind, name string, body []byte) (raftstore.Command, e
 	dec.DisallowUnknownFields()
 	bad := func(err error) (raftstore.Command, error) {
 		return raftstore.Command{}, fmt.Errorf("%w: %s JSON: %v", errBadRequest, kind[:len(kind)-1], err)
+	}
+	// One JSON object and nothing after it.
+	if err := trailing(body); err != nil {
+		return bad(err)
 	}
 	switch kind {
 	case "remotes":

@@ -179,3 +179,37 @@ func TestAdminWritesGoToTheLeader(t *testing.T) {
 		t.Fatalf("no leader: %d %+v after %v", resp.StatusCode, e, time.Since(start))
 	}
 }
+
+// Hostile admin requests: oversized and malformed JSON, odd names and
+// paths each get a 4xx in the admin's JSON shape and apply nothing.
+func TestAdminHostileInput(t *testing.T) {
+	cfg := &fakeConfig{
+		apply:  func(raftstore.Command) (uint64, error) { return 1, nil },
+		status: raftstore.Status{State: "Leader", LeaderID: "n1"},
+	}
+	srv := newAdminServer(t, cfg, "", nil)
+	cases := []struct{ method, path, body string }{
+		{"PUT", "/v1/remotes/x", `{"url":"` + strings.Repeat("a", 2<<20) + `"}`},
+		{"PUT", "/v1/remotes/x", `{"url":`},
+		{"PUT", "/v1/remotes/x", `[1,2,3]`},
+		{"PUT", "/v1/remotes/x", "\x00\x01\x02"},
+		{"PUT", "/v1/remotes/x", `{"url":"https://x"} trailing`},
+		{"PUT", "/v1/widgets/x", `{}`},
+		{"GET", "/v1/remotes?index=-1", ""},
+		{"GET", "/v1/remotes?index=99999999999999999999999", ""},
+		{"DELETE", "/v1/remotes/x", ""},
+	}
+	for _, c := range cases[:len(cases)-1] {
+		resp, e, _ := adminDo(t, c.method, srv.URL+c.path, "", c.body, nil)
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || e.Code == "" {
+			t.Errorf("%s %.40s %.40q: %d %+v", c.method, c.path, c.body, resp.StatusCode, e)
+		}
+	}
+	// None of those reached Raft except what was valid to apply.
+	cfg.mu.Lock()
+	n := len(cfg.applied)
+	cfg.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d hostile commands were applied", n)
+	}
+}

@@ -48,6 +48,7 @@ type serveFlags struct {
 	reapAfter     time.Duration
 	adminToken    string
 	maxFills      int
+	headerTimeout time.Duration
 	maxPerClient  int
 	tlsCert       string
 	tlsKey        string
@@ -102,6 +103,7 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.IntVar(&f.bootstrapExp, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other (all become voters); 0: a node without --join bootstraps alone")
 	fs.IntVar(&f.raftVoters, "raft-voters", 3, "how many nodes vote in Raft; the rest replicate as non-voters")
 	fs.DurationVar(&f.reapAfter, "reap-after", 10*time.Minute, "how long a failed node stays in the Raft configuration before the leader removes it")
+	fs.DurationVar(&f.headerTimeout, "read-header-timeout", 30*time.Second, "how long a client may take to send request headers (slowloris guard)")
 	fs.IntVar(&f.maxFills, "max-fills", 64, "concurrent upstream fills per node; past it requests for uncached blobs get 429")
 	fs.IntVar(&f.maxPerClient, "max-client-requests", 0, "concurrent requests per client address (0: no cap; behind a balancer all requests share its address)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate: serve the client and admin ports over TLS (with --tls-key)")
@@ -273,7 +275,7 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	client := &http.Server{
 		Handler:           clientAPI,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: f.headerTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -296,7 +298,8 @@ func serve(ctx context.Context, f serveFlags) error {
 				return nil
 			},
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: f.headerTimeout,
+		MaxHeaderBytes:    64 << 10,
 	}
 	errc := make(chan error, 2)
 	if tlsc.server != nil {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -75,5 +77,44 @@ func TestEntitlementMatrix(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("a secret (%.6s…) appears in the logs", secret)
 		}
+	}
+}
+
+// TestSlowloris: a client that dribbles its request headers is cut off
+// after --read-header-timeout, on the client and the admin port.
+func TestSlowloris(t *testing.T) {
+	hub := startHub(t)
+	p := startProc(t, hub.URL(), t.TempDir(), "--read-header-timeout", "1s")
+	for _, base := range []string{p.URL, p.AdminURL} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /-/health HTTP/1.1\r\nHost: x\r\n")
+		// Keep dribbling a header line byte by byte; the server must give up.
+		closed := make(chan struct{})
+		go func() {
+			buf := make([]byte, 512)
+			conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					close(closed)
+					return
+				}
+			}
+		}()
+		deadline := time.After(15 * time.Second)
+	dribble:
+		for {
+			select {
+			case <-closed:
+				break dribble
+			case <-deadline:
+				t.Fatalf("%s: a slow client kept the connection for 15s", base)
+			case <-time.After(100 * time.Millisecond): // the attacker's pace
+				conn.Write([]byte("X"))
+			}
+		}
+		conn.Close()
 	}
 }
