@@ -38,7 +38,11 @@ type fill struct {
 	verified bool          // committed: every byte is readable
 	finished bool          // the filling goroutine is done
 	source   string        // where the bytes come from: upstream or peer
-	refs     int           // holders of w: readers' Contents and the filler
+
+	// Parallel fills: bytes written per chunk of size chunk.
+	chunk     int64
+	chunkDone []int64
+	refs      int // holders of w: readers' Contents and the filler
 }
 
 func newFill(id hf.BlobID, size int64, w BlobWriter) *fill {
@@ -164,6 +168,13 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 	buf := make([]byte, 256<<10)
 	if err := n.copyFromPeers(fl, f, buf); err != nil {
 		return err
+	}
+	if s, c := n.cfg.FillStreams, n.cfg.FillChunk; s > 1 && c > 0 && fl.size >= 2*c && fl.state().written == 0 {
+		err := n.copyParallel(fl, f, s, c)
+		if err == nil || !errors.Is(err, errSequential) {
+			return err
+		}
+		n.log.Info("upstream ignores Range, filling with one stream", "blob", fl.id)
 	}
 	failures := 0
 	for {

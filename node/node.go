@@ -111,6 +111,10 @@ type Config struct {
 	HotThreshold int
 	HotWindow    time.Duration
 	HotBytes     int64
+	// FillStreams ranged upstream requests of FillChunk bytes fill a large
+	// blob in parallel (1: one stream). A Hub that ignores Range gets one.
+	FillStreams int
+	FillChunk   int64
 	// MaxFills caps concurrent upstream fills on this node; past it a
 	// request for an uncached blob gets ErrBusy (429 with Retry-After).
 	MaxFills int
@@ -133,6 +137,8 @@ func DefaultConfig() Config {
 		HotWindow:    time.Minute,
 		WarmInterval: time.Minute,
 		MaxFills:     64,
+		FillStreams:  8,
+		FillChunk:    16 << 20,
 		Logger:       slog.Default(),
 		Now:          time.Now,
 	}

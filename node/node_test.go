@@ -374,3 +374,77 @@ func TestMaxFileSize(t *testing.T) {
 		t.Fatalf("at the limit: %v", err)
 	}
 }
+
+// rangedHub serves data honouring [off, end) like a CDN, counting requests.
+func rangedHub(data []byte) *fakeHub {
+	h := serving(data, nil)
+	h.get = func(_ context.Context, off, end int64) (*hubclient.Body, error) {
+		if end < 0 {
+			end = int64(len(data))
+		}
+		return &hubclient.Body{ReadCloser: io.NopCloser(bytes.NewReader(data[off:end])), Status: 206, Size: int64(len(data))}, nil
+	}
+	return h
+}
+
+// A large blob is filled with several ranged requests at once; readers
+// stream it from the start as usual and get every byte right.
+func TestParallelFill(t *testing.T) {
+	good := payload(3<<20 + 5)
+	hub := rangedHub(good)
+	n, st := newTestNode(t, hub, 1<<30, nil)
+	n.cfg.FillStreams, n.cfg.FillChunk = 4, 256<<10
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := resolveAndRead(t, n, 0, -1)
+			if err != nil || !bytes.Equal(got, good) {
+				t.Errorf("reader: %v, %d bytes", err, len(got))
+			}
+		}()
+	}
+	wg.Wait()
+	if hub.gets.Load() != 13 { // ceil((3 MiB + 5) / 256 KiB) chunks, one request each
+		t.Fatalf("%d ranged requests, want 13", hub.gets.Load())
+	}
+	id, _ := hf.NewBlobID(hf.SHA256, hf.SHA256Hex(good))
+	if _, ok := st.Stat(id); !ok {
+		t.Fatal("the parallel fill was not stored")
+	}
+}
+
+// An upstream that ignores Range gets one stream; the blob is still right.
+func TestParallelFillFallsBackToOneStream(t *testing.T) {
+	good := payload(2<<20 + 1)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good) })
+	hub.get = func(_ context.Context, off, end int64) (*hubclient.Body, error) {
+		if off > 0 {
+			return nil, hubclient.ErrRangeIgnored
+		}
+		return &hubclient.Body{ReadCloser: io.NopCloser(bytes.NewReader(good)), Status: 200, Size: int64(len(good))}, nil
+	}
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	n.cfg.FillStreams, n.cfg.FillChunk = 4, 256<<10
+	got, _, err := resolveAndRead(t, n, 0, -1)
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read: %v, %d bytes", err, len(got))
+	}
+}
+
+// A corrupt chunk in a parallel fill still fails every reader before the
+// last byte.
+func TestParallelFillCorrupt(t *testing.T) {
+	good := payload(1<<20 + 3)
+	bad := bytes.Clone(good)
+	bad[700_000] ^= 1
+	hub := rangedHub(bad)
+	hub.head = serving(good, nil).head
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	n.cfg.FillStreams, n.cfg.FillChunk = 4, 128<<10
+	got, _, err := resolveAndRead(t, n, 0, -1)
+	if !errors.Is(err, ErrFillFailed) || len(got) >= len(good) {
+		t.Fatalf("corrupt parallel fill: %v after %d bytes", err, len(got))
+	}
+}
