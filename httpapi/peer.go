@@ -36,6 +36,10 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 			writeError(w, err)
 			return
 		}
+		if req.Token, err = c.node.OpenPeerToken(in.Token); err != nil {
+			writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
+			return
+		}
 		f, err := c.node.ResolveLocal(r.Context(), req)
 		if err != nil {
 			writeError(w, err)
@@ -60,9 +64,14 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 				return
 			}
 		}
+		token, err := c.node.OpenPeerToken(in.Token)
+		if err != nil {
+			writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
+			return
+		}
 		resp, err := c.node.APILocal(r.Context(), node.APIRequest{
 			Remote: in.Remote, Repo: repo, Endpoint: in.Endpoint, Revision: rev, Path: in.Path, Query: in.Query,
-			Body: in.Body, ContentType: in.ContentType, Token: in.Token,
+			Body: in.Body, ContentType: in.ContentType, Token: token,
 		})
 		if err != nil {
 			writeError(w, err)
@@ -100,7 +109,12 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: size", hf.ErrInvalid))
 		return
 	}
-	f, err := c.node.FileFromPeer(q.Get("remote"), q.Get("repository"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, r.Header.Get(node.HeaderPeerToken))
+	token, err := c.node.OpenPeerToken(r.Header.Get(node.HeaderPeerToken))
+	if err != nil {
+		writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
+		return
+	}
+	f, err := c.node.FileFromPeer(q.Get("remote"), q.Get("repository"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, token)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -37,6 +37,7 @@ type Node interface {
 
 	// The same, as the owner, for requests forwarded by peers.
 	VerifyPeer(r *http.Request) error
+	OpenPeerToken(sealed string) (string, error)
 	ResolveLocal(ctx context.Context, req node.FileRequest) (*node.File, error)
 	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)

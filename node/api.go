@@ -79,7 +79,7 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	var resp APIResponse
 	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerAPIPath, PeerAPIRequest{
 		Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
-		Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: token,
+		Path: req.Path, Query: req.Query, Body: req.Body, ContentType: req.ContentType, Token: n.cfg.PeerAuth.SealToken(token),
 	}, &resp)
 	if local {
 		return n.APILocal(ctx, req)

@@ -246,6 +246,9 @@ func (n *Node) RingMembers() []string {
 	return n.cluster.RingMembers()
 }
 
+// OpenPeerToken decrypts an upstream token a peer sent.
+func (n *Node) OpenPeerToken(sealed string) (string, error) { return n.cfg.PeerAuth.OpenToken(sealed) }
+
 // VerifyPeer authenticates a request from another node.
 func (n *Node) VerifyPeer(r *http.Request) error { return n.cfg.PeerAuth.Verify(r) }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -446,5 +447,22 @@ func TestParallelFillCorrupt(t *testing.T) {
 	got, _, err := resolveAndRead(t, n, 0, -1)
 	if !errors.Is(err, ErrFillFailed) || len(got) >= len(good) {
 		t.Fatalf("corrupt parallel fill: %v after %d bytes", err, len(got))
+	}
+}
+
+func TestPeerTokenSealing(t *testing.T) {
+	a := NewPeerAuth("secret", time.Now)
+	s := a.SealToken("hf_caller_token")
+	if s == "" || strings.Contains(s, "hf_caller_token") {
+		t.Fatalf("sealed %q", s)
+	}
+	if got, err := a.OpenToken(s); err != nil || got != "hf_caller_token" {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	if _, err := NewPeerAuth("other", time.Now).OpenToken(s); !errors.Is(err, ErrPeerAuth) {
+		t.Fatalf("another secret opened it: %v", err)
+	}
+	if a.SealToken("") != "" {
+		t.Fatal("an empty token must stay empty")
 	}
 }

@@ -243,7 +243,7 @@ func (p *peerClient) blobRequest(ctx context.Context, peer Peer, f *File, hdr ht
 		}
 	}
 	if f.token != "" {
-		req.Header.Set(HeaderPeerToken, f.token)
+		req.Header.Set(HeaderPeerToken, p.auth.SealToken(f.token))
 	}
 	req.Header.Set(HeaderHop, "1")
 	p.auth.Sign(req)

@@ -1,8 +1,12 @@
 package node
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -34,6 +38,7 @@ type PeerAuth struct {
 	key    []byte
 	window time.Duration
 	now    func() time.Time
+	aead   cipher.AEAD // encrypts upstream tokens carried between nodes
 }
 
 // NewPeerAuth derives the peer key from the cluster secret.
@@ -42,7 +47,45 @@ func NewPeerAuth(secret string, now func() time.Time) PeerAuth {
 		return PeerAuth{}
 	}
 	k := sha256.Sum256([]byte("hfcache-peer\x00" + secret))
-	return PeerAuth{key: k[:], window: time.Minute, now: now}
+	tk := sha256.Sum256([]byte("hfcache-peer-token\x00" + secret))
+	block, err := aes.NewCipher(tk[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return PeerAuth{key: k[:], window: time.Minute, now: now, aead: aead}
+}
+
+// SealToken encrypts an upstream token for a peer, so it never crosses the
+// node network in the clear even without TLS. "" stays "".
+func (a PeerAuth) SealToken(token string) string {
+	if token == "" || a.aead == nil {
+		return ""
+	}
+	nonce := make([]byte, a.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(a.aead.Seal(nonce, nonce, []byte(token), nil))
+}
+
+// OpenToken decrypts a token a peer sealed.
+func (a PeerAuth) OpenToken(sealed string) (string, error) {
+	if sealed == "" {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil || a.aead == nil || len(raw) < a.aead.NonceSize() {
+		return "", ErrPeerAuth
+	}
+	pt, err := a.aead.Open(nil, raw[:a.aead.NonceSize()], raw[a.aead.NonceSize():], nil)
+	if err != nil {
+		return "", ErrPeerAuth
+	}
+	return string(pt), nil
 }
 
 // Enabled reports whether a secret is configured.

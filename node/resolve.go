@@ -106,7 +106,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	var pf PeerFile
 	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerResolvePath, PeerFileRequest{
 		Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID,
-		Revision: string(req.Revision), Path: string(req.Path), Token: token,
+		Revision: string(req.Revision), Path: string(req.Path), Token: n.cfg.PeerAuth.SealToken(token),
 	}, &pf)
 	if local {
 		return n.ResolveLocal(ctx, req)

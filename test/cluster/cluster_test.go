@@ -265,3 +265,34 @@ func TestMetadataSingleFlightOnRepoOwner(t *testing.T) {
 		t.Errorf("%d upstream HEADs for 3 nodes, want 1", n)
 	}
 }
+
+// A gated repository through every node: the caller's token travels to the
+// owners sealed, the Hub's answer comes back, and refusals stay refusals.
+func TestGatedThroughPeers(t *testing.T) {
+	hub := startHub(t)
+	hub.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "acme/gated", Gated: "manual", Files: []fakehub.File{
+		{Path: "model.safetensors", Size: 2 << 20, Seed: 11, LFS: true},
+	}})
+	hub.AddToken("hf_ok", "alice")
+	hub.AddToken("hf_no", "mallory")
+	hub.Grant("hf_ok", hf.Model, "acme/gated")
+	c := New(t, Options{Upstream: hub.URL()}, 3)
+	want := hub.Bytes(hf.Model, "acme/gated", "main", "model.safetensors")
+	for _, n := range c.Nodes {
+		u := n.URL + hf.Repo{Type: hf.Model, ID: "acme/gated"}.FilePath("resolve", "main", "model.safetensors")
+		resp, body := Get(t, u, http.Header{"Authorization": {"Bearer hf_ok"}})
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Fatalf("approved via %s: %d", n.Name, resp.StatusCode)
+		}
+		for tok, status := range map[string]int{"": 401, "hf_no": 403} {
+			hdr := http.Header{}
+			if tok != "" {
+				hdr.Set("Authorization", "Bearer "+tok)
+			}
+			resp, _ := Get(t, u, hdr)
+			if resp.StatusCode != status || resp.Header.Get("X-Error-Code") != "GatedRepo" {
+				t.Fatalf("token %q via %s: %d %q", tok, n.Name, resp.StatusCode, resp.Header.Get("X-Error-Code"))
+			}
+		}
+	}
+}

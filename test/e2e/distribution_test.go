@@ -175,3 +175,28 @@ func localNode(t *testing.T, hub *fakehub.Hub, tune func(*node.Config), remotes 
 	t.Cleanup(func() { n.Shutdown(context.Background()) })
 	return n, st
 }
+
+// TestAccessRemote: a distribution with access "remote" serves gated
+// content to callers without a token using the remote's token (a deliberate
+// choice); the same remote behind a "caller" distribution does not.
+func TestAccessRemote(t *testing.T) {
+	hub := startHub(t)
+	log := testLogger(t)
+	n, _ := localNode(t, hub, nil, func(hc node.Hub) []*node.Remote {
+		return []*node.Remote{{Name: node.DefaultRemote, Hub: hc, Token: goodToken, RefTTL: time.Minute, Policy: node.PolicyOnDemand}}
+	})
+	srv := httptest.NewServer(httpapi.NewClient(httpapi.Config{Logger: log}, n,
+		httpapi.Distribution{Name: "open", BasePath: "/open", Remote: node.DefaultRemote, Access: node.AccessRemote},
+		httpapi.Distribution{Name: "strict", BasePath: "/strict", Remote: node.DefaultRemote, Access: node.AccessCaller},
+	))
+	defer srv.Close()
+	want := content(t, hub, hf.Model, gatedID, "main", "config.json")
+	resp, body := do(t, http.MethodGet, resolveURL(srv.URL+"/open", hf.Model, gatedID, "main", "config.json"), nil)
+	if resp.StatusCode != 200 || string(body) != string(want) {
+		t.Fatalf("access remote, no token: %d", resp.StatusCode)
+	}
+	resp, _ = do(t, http.MethodGet, resolveURL(srv.URL+"/strict", hf.Model, gatedID, "main", "config.json"), nil)
+	if resp.StatusCode != 401 || resp.Header.Get(hf.HeaderErrorCode) != hf.CodeGatedRepo {
+		t.Fatalf("access caller, no token, after the remote cached it: %d %q", resp.StatusCode, resp.Header.Get(hf.HeaderErrorCode))
+	}
+}

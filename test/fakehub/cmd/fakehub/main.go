@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,6 +33,9 @@ func main() {
 	flag.Var(&grants, "grant", "token granted access to the gated and private demo repos (repeatable)")
 	pageSize := flag.Int("page-size", 0, "tree page size (0 = the Hub's 1000/50)")
 	bigSize := flag.Int64("big", 0, "also serve fakehub/big-model with one LFS file big.bin of this many bytes (generated, not held in memory)")
+	rate := flag.Int64("rate", 0, "cap every response body (Hub and CDN, per connection) at this many bytes per second (0 = no cap)")
+	var files listFlag
+	flag.Var(&files, "file", "also serve PATH of SIZE bytes in fakehub/bench-model as PATH:SIZE (repeatable; generated content, LFS when SIZE >= 1 MiB)")
 	flag.Parse()
 
 	h := fakehub.New()
@@ -40,6 +44,18 @@ func main() {
 		h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/big-model", Files: []fakehub.File{
 			{Path: "big.bin", Size: *bigSize, Seed: 42, LFS: true},
 		}})
+	}
+	if len(files) > 0 {
+		var fs []fakehub.File
+		for i, f := range files {
+			path, size, ok := strings.Cut(f, ":")
+			n, err := strconv.ParseInt(size, 10, 64)
+			if !ok || path == "" || err != nil || n <= 0 {
+				log.Fatalf("fakehub: -file %q: want PATH:SIZE", f)
+			}
+			fs = append(fs, fakehub.File{Path: path, Size: n, Seed: int64(1000 + i), LFS: n >= 1<<20})
+		}
+		h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/bench-model", Files: fs})
 	}
 	for _, t := range tokens {
 		tok, user, ok := strings.Cut(t, "=")
@@ -55,6 +71,9 @@ func main() {
 	}
 	h.SetPageSize(*pageSize)
 	h.SetURLs(*hubURL, *cdnURL)
+	if *rate > 0 {
+		h.SetThrottle(*rate, 0)
+	}
 	if err := h.StartOn(*listen, *cdnListen); err != nil {
 		log.Fatalf("fakehub: %v", err)
 	}

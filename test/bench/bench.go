@@ -1,0 +1,777 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// Config is one bench run.
+type Config struct {
+	HFBin    string // hfcache binary
+	HubBin   string // fakehub binary
+	NginxBin string // "" skips every nginx column
+	Quick    bool   // tiny sizes, one round: a smoke run
+	Rounds   int
+	Rate     int64 // P3: the fake Hub's per-connection cap, bytes/s (0 = default)
+	WorkDir  string
+	JSONPath string
+	Out      io.Writer
+	Only     string // comma-separated phases to run (P1..P7); "" = all
+}
+
+// sizes are the file sizes and durations of a run.
+type sizes struct {
+	Big, W16, Small, P3, P4, P7 int64
+	Rate                        int64
+	P1Dur, P2Dur                time.Duration
+	P1Clients, P2Clients        int
+	P4Clients                   int
+}
+
+func fullSizes() sizes {
+	return sizes{Big: 1 << 30, W16: 16 << 20, Small: 4 << 10, P3: 1 << 30, P4: 256 << 20, P7: 16 << 20,
+		Rate: 128 << 20, P1Dur: 3 * time.Second, P2Dur: 5 * time.Second, P1Clients: 8, P2Clients: 64, P4Clients: 64}
+}
+
+func quickSizes() sizes {
+	return sizes{Big: 8 << 20, W16: 1 << 20, Small: 4 << 10, P3: 4 << 20, P4: 4 << 20, P7: 1 << 20,
+		Rate: 16 << 20, P1Dur: 300 * time.Millisecond, P2Dur: 500 * time.Millisecond, P1Clients: 8, P2Clients: 64, P4Clients: 64}
+}
+
+// Metric is one row of the table: per-round values of two columns.
+type Metric struct {
+	Phase  string    `json:"phase"`
+	Name   string    `json:"name"`
+	Unit   string    `json:"unit"`
+	Better string    `json:"better"` // "higher" or "lower"
+	A      string    `json:"a"`      // column labels
+	B      string    `json:"b"`
+	AVals  []float64 `json:"a_values"`
+	BVals  []float64 `json:"b_values"`
+	AMed   *float64  `json:"a_median"`
+	BMed   *float64  `json:"b_median"`
+	Ratio  *float64  `json:"ratio_a_over_b"`
+	Note   string    `json:"note,omitempty"`
+}
+
+// Report is the whole run.
+type Report struct {
+	Date    string    `json:"date"`
+	NProc   int       `json:"nproc"`
+	CPU     string    `json:"cpu"`
+	Kernel  string    `json:"kernel"`
+	Quick   bool      `json:"quick"`
+	Rounds  int       `json:"rounds"`
+	Sizes   sizes     `json:"sizes"`
+	Nginx   bool      `json:"nginx"`
+	Metrics []*Metric `json:"metrics"`
+	Missing []string  `json:"missing,omitempty"`
+	Elapsed string    `json:"elapsed"`
+}
+
+func (r *Report) metric(phase, name, unit, better, a, b string) *Metric {
+	for _, m := range r.Metrics {
+		if m.Phase == phase && m.Name == name {
+			return m
+		}
+	}
+	m := &Metric{Phase: phase, Name: name, Unit: unit, Better: better, A: a, B: b}
+	r.Metrics = append(r.Metrics, m)
+	return m
+}
+
+func median(v []float64) *float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return &m
+}
+
+func (r *Report) finish() {
+	for _, m := range r.Metrics {
+		m.AMed, m.BMed = median(m.AVals), median(m.BVals)
+		m.Ratio = nil
+		if m.AMed != nil && m.BMed != nil && *m.BMed != 0 {
+			x := *m.AMed / *m.BMed
+			m.Ratio = &x
+		}
+	}
+}
+
+// Table writes the report as a text table.
+func (r *Report) Table(w io.Writer) {
+	fmt.Fprintf(w, "hfcache bench %s — %d cores, %s, rounds=%d quick=%v nginx=%v (%s)\n", r.Date, r.NProc, r.CPU, r.Rounds, r.Quick, r.Nginx, r.Elapsed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "phase\tmetric\tunit\tA\tmedian A\tB\tmedian B\tA/B\tbetter")
+	f := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		v := *p
+		switch {
+		case v == 0:
+			return "0"
+		case v >= 100:
+			return fmt.Sprintf("%.0f", v)
+		case v >= 10:
+			return fmt.Sprintf("%.1f", v)
+		default:
+			return fmt.Sprintf("%.3g", v)
+		}
+	}
+	for _, m := range r.Metrics {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Phase, m.Name, m.Unit, m.A, f(m.AMed), m.B, f(m.BMed), f(m.Ratio), m.Better)
+	}
+	tw.Flush()
+	for _, s := range r.Missing {
+		fmt.Fprintf(w, "missing: %s\n", s)
+	}
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown"
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+const (
+	bigPath   = "/fakehub/big-model/resolve/main/big.bin"
+	benchRepo = "/fakehub/bench-model/resolve/main/"
+	mib       = float64(1 << 20)
+	gib       = float64(1 << 30)
+)
+
+// bench holds the running processes.
+type bench struct {
+	cfg     Config
+	sz      sizes
+	rep     *Report
+	hubA    *hub // unthrottled
+	hubB    *hub // capped at sz.Rate per connection (P3)
+	hfA     *hfNode
+	hfB     *hfNode
+	ng      *nginxProc
+	cluster []*hfNode
+	client  *http.Client
+	mu      sync.Mutex
+	closers []func()
+}
+
+func (b *bench) onClose(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closers = append(b.closers, f)
+}
+
+func (b *bench) close() {
+	b.mu.Lock()
+	cs := b.closers
+	b.closers = nil
+	b.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+}
+
+func (b *bench) want(phase string) bool {
+	if b.cfg.Only == "" {
+		return true
+	}
+	for _, p := range strings.Split(b.cfg.Only, ",") {
+		if strings.EqualFold(strings.TrimSpace(p), phase) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.cfg.Out, "# "+format+"\n", args...)
+}
+
+// Run runs the bench and returns its report (also written to cfg.JSONPath).
+func Run(cfg Config) (*Report, error) {
+	t0 := time.Now()
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	sz := fullSizes()
+	if cfg.Quick {
+		sz = quickSizes()
+		if cfg.Rounds == 0 {
+			cfg.Rounds = 1
+		}
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 3
+	}
+	if cfg.Rate > 0 {
+		sz.Rate = cfg.Rate
+	}
+	if cfg.WorkDir == "" {
+		d, err := os.MkdirTemp("", "hfcache-bench")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		cfg.WorkDir = d
+	}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), NProc: runtime.NumCPU(), CPU: cpuModel(), Kernel: kernel(),
+		Quick: cfg.Quick, Rounds: cfg.Rounds, Sizes: sz, Nginx: cfg.NginxBin != ""}
+	if cfg.NginxBin == "" {
+		rep.Missing = append(rep.Missing, "nginx not given: every nginx column is empty")
+	}
+	b := &bench{cfg: cfg, sz: sz, rep: rep, client: newClient(256, false)}
+	b.client.Timeout = 10 * time.Minute
+	defer b.close()
+	if err := b.start(); err != nil {
+		return rep, err
+	}
+	phases := []struct {
+		name string
+		run  func() error
+	}{
+		{"P4", b.p4}, {"P5", b.p5}, {"P1", b.p1}, {"P6", b.p6}, {"P2", b.p2}, {"P3", b.p3}, {"P7", b.p7},
+	}
+	var errs []error
+	for _, p := range phases {
+		if !b.want(p.name) {
+			continue
+		}
+		b.logf("%s ...", p.name)
+		pt := time.Now()
+		if err := p.run(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+			rep.Missing = append(rep.Missing, fmt.Sprintf("%s failed: %v", p.name, err))
+		}
+		b.logf("%s done in %.1fs", p.name, time.Since(pt).Seconds())
+		if p.name == "P5" {
+			b.stopCluster()
+		}
+	}
+	rep.Elapsed = time.Since(t0).Round(time.Second).String()
+	rep.finish()
+	rep.Table(cfg.Out)
+	if cfg.JSONPath != "" {
+		js, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(cfg.JSONPath, append(js, '\n'), 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (b *bench) fileName(kind string, round int) string {
+	return fmt.Sprintf("%s-r%d.bin", kind, round)
+}
+
+func (b *bench) start() error {
+	sz := b.sz
+	filesA := []string{fmt.Sprintf("w16.bin:%d", sz.W16), fmt.Sprintf("small.bin:%d", sz.Small)}
+	var filesB []string
+	for r := range b.cfg.Rounds {
+		for _, k := range []string{"p4-hf", "p4-ng"} {
+			filesA = append(filesA, fmt.Sprintf("%s:%d", b.fileName(k, r), sz.P4))
+		}
+		for _, k := range []string{"p7-hf", "p7-ng", "p7-dir"} {
+			filesA = append(filesA, fmt.Sprintf("%s:%d", b.fileName(k, r), sz.P7))
+		}
+		for _, k := range []string{"p3-hf", "p3-ng"} {
+			filesB = append(filesB, fmt.Sprintf("%s:%d", b.fileName(k, r), sz.P3))
+		}
+	}
+	b.logf("starting fake Hubs (hashing generated files)")
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Add(2)
+	go func() { defer wg.Done(); b.hubA, errA = startHub(b.cfg.HubBin, sz.Big, 0, filesA) }()
+	go func() { defer wg.Done(); b.hubB, errB = startHub(b.cfg.HubBin, 0, sz.Rate, filesB) }()
+	wg.Wait()
+	if b.hubA != nil {
+		b.onClose(b.hubA.Close)
+	}
+	if b.hubB != nil {
+		b.onClose(b.hubB.Close)
+	}
+	if err := errors.Join(errA, errB); err != nil {
+		return err
+	}
+	var err error
+	if b.hfA, err = startHF(b.cfg.HFBin, b.hubA.URL, filepath.Join(b.cfg.WorkDir, "hfA"), "--node-name", "single"); err != nil {
+		return err
+	}
+	b.onClose(func() { b.hfA.stop() })
+	if b.hfB, err = startHF(b.cfg.HFBin, b.hubB.URL, filepath.Join(b.cfg.WorkDir, "hfB"), "--node-name", "single-capped"); err != nil {
+		return err
+	}
+	b.onClose(func() { b.hfB.stop() })
+	if b.cfg.NginxBin != "" {
+		if b.ng, err = startNginx(b.cfg.NginxBin, filepath.Join(b.cfg.WorkDir, "nginx"), []string{b.hubA.URL, b.hubB.URL}); err != nil {
+			return err
+		}
+		b.onClose(b.ng.stop)
+	}
+	if b.want("P4") || b.want("P5") {
+		if err := b.startCluster(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const clusterSecret = "hfcache-bench-secret-0123456789abcdef"
+
+func (b *bench) startCluster() error {
+	for i := range 3 {
+		args := []string{"--node-name", fmt.Sprintf("c%d", i), "--cluster-secret", clusterSecret}
+		if i > 0 {
+			args = append(args, "--join", b.cluster[0].Gossip)
+		}
+		n, err := startHF(b.cfg.HFBin, b.hubA.URL, filepath.Join(b.cfg.WorkDir, fmt.Sprintf("c%d", i)), args...)
+		if err != nil {
+			return err
+		}
+		b.cluster = append(b.cluster, n)
+		b.onClose(n.stop)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, n := range b.cluster {
+			if aliveMembers(n.Admin) != 3 {
+				ok = false
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster did not see 3 alive members within 60s")
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
+
+func (b *bench) stopCluster() {
+	var wg sync.WaitGroup
+	for _, n := range b.cluster {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.stop() }()
+	}
+	wg.Wait()
+}
+
+func aliveMembers(admin string) int {
+	resp, err := http.Get(admin + "/v1/cluster/members")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var view struct {
+		Members []struct {
+			State string `json:"state"`
+		} `json:"members"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&view) != nil {
+		return -1
+	}
+	n := 0
+	for _, m := range view.Members {
+		if m.State == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// probe GETs the first byte of url and returns the response headers.
+func (b *bench) probe(url string) (http.Header, error) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Range", "bytes=0-0")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		return resp.Header, fmt.Errorf("probe %s: %s", url, resp.Status)
+	}
+	return resp.Header, nil
+}
+
+// warm downloads url once and waits until the server serves it from its
+// cache: X-Hfcache-Source: disk, or nginx's X-Cache-Status: HIT.
+func (b *bench) warm(url string) error {
+	if _, err := get(nilCtx(), b.client, url); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		h, err := b.probe(url)
+		if err != nil {
+			return err
+		}
+		if h.Get("X-Hfcache-Source") == "disk" || h.Get("X-Cache-Status") == "HIT" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not served from cache within 3m (headers %v)", url, h)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
+
+// server is one side of a comparison.
+type server struct {
+	name string
+	url  string
+	pids func() []int
+}
+
+func (b *bench) servers(hubIdx int) []server {
+	out := []server{{name: "hfcache", url: b.hfA.URL, pids: func() []int { return []int{b.hfA.pid()} }}}
+	if hubIdx == 1 {
+		out[0].url = b.hfB.URL
+		out[0].pids = func() []int { return []int{b.hfB.pid()} }
+	}
+	if b.ng != nil {
+		out = append(out, server{name: "nginx", url: b.ng.URLs[hubIdx], pids: b.ng.pids})
+	}
+	return out
+}
+
+// add appends a value to column A (hfcache) or B (nginx) of a metric.
+func add(m *Metric, srv string, v float64) {
+	if srv == "hfcache" {
+		m.AVals = append(m.AVals, v)
+	} else {
+		m.BVals = append(m.BVals, v)
+	}
+}
+
+// ordered alternates which server goes first, round by round.
+func ordered(s []server, round int) []server {
+	if round%2 == 1 && len(s) == 2 {
+		return []server{s[1], s[0]}
+	}
+	return s
+}
+
+// P1: warm hits, 8 concurrent clients, of a 16 MiB file (back to back for
+// a fixed time) and of the 1 GiB file (each client once).
+func (b *bench) p1() error {
+	srvs := b.servers(0)
+	for _, s := range srvs {
+		for _, p := range []string{benchRepo + "w16.bin", bigPath} {
+			if err := b.warm(s.url + p); err != nil {
+				return err
+			}
+		}
+	}
+	r := b.rep
+	for round := range b.cfg.Rounds {
+		for _, s := range ordered(srvs, round) {
+			c0 := cpuSeconds(s.pids())
+			res, err := loadFor(b.client, s.url+benchRepo+"w16.bin", b.sz.P1Clients, b.sz.P1Dur)
+			if err != nil {
+				return err
+			}
+			cpu := cpuSeconds(s.pids()) - c0
+			add(r.metric("P1", "warm 16MiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx"), s.name, float64(res.bytes)/mib/res.elapsed.Seconds())
+			add(r.metric("P1", "warm 16MiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx"), s.name, cpu/(float64(res.bytes)/gib))
+
+			c0 = cpuSeconds(s.pids())
+			fs, el, err := parallelOnce(b.client, []string{s.url + bigPath}, b.sz.P1Clients)
+			if err != nil {
+				return err
+			}
+			cpu = cpuSeconds(s.pids()) - c0
+			var n int64
+			for _, f := range fs {
+				n += f.bytes
+			}
+			add(r.metric("P1", "warm 1GiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx"), s.name, float64(n)/mib/el.Seconds())
+			add(r.metric("P1", "warm 1GiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx"), s.name, cpu/(float64(n)/gib))
+		}
+	}
+	return nil
+}
+
+// P6: peak RSS of a freshly restarted hfcache while 8 clients stream the
+// warm 1 GiB file; nginx: peak of the summed VmRSS of master and workers,
+// sampled during the same load.
+func (b *bench) p6() error {
+	// Restart the single node on its data directory so VmHWM covers only this load.
+	b.hfA.stop()
+	n, err := startHF(b.cfg.HFBin, b.hubA.URL, b.hfA.dir, b.hfA.args...)
+	if err != nil {
+		return err
+	}
+	b.hfA = n
+	b.onClose(n.stop)
+	srvs := b.servers(0)
+	for _, s := range srvs {
+		if err := b.warm(s.url + bigPath); err != nil {
+			return err
+		}
+	}
+	r := b.rep
+	for round := range b.cfg.Rounds {
+		for _, s := range ordered(srvs, round) {
+			var peak atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				t := time.NewTicker(20 * time.Millisecond)
+				defer t.Stop()
+				for {
+					var sum int64
+					for _, p := range s.pids() {
+						sum += statusKB(p, "VmRSS")
+					}
+					if sum > peak.Load() {
+						peak.Store(sum)
+					}
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
+				}
+			}()
+			_, _, err := parallelOnce(b.client, []string{s.url + bigPath}, b.sz.P1Clients)
+			close(stop)
+			<-done
+			if err != nil {
+				return err
+			}
+			if s.name == "hfcache" {
+				add(r.metric("P6", "RSS while 8 clients stream 1GiB (hfcache: VmHWM since restart)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(statusKB(b.hfA.pid(), "VmHWM"))/1024)
+				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)
+			} else {
+				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)
+			}
+		}
+	}
+	return nil
+}
+
+// P2: warm hits of a 4 KiB file, 64 keep-alive clients for a fixed time.
+func (b *bench) p2() error {
+	srvs := b.servers(0)
+	for _, s := range srvs {
+		if err := b.warm(s.url + benchRepo + "small.bin"); err != nil {
+			return err
+		}
+	}
+	r := b.rep
+	for round := range b.cfg.Rounds {
+		for _, s := range ordered(srvs, round) {
+			c := newClient(b.sz.P2Clients, false)
+			res, err := loadFor(c, s.url+benchRepo+"small.bin", b.sz.P2Clients, b.sz.P2Dur)
+			c.CloseIdleConnections()
+			if err != nil {
+				return err
+			}
+			add(r.metric("P2", "warm 4KiB, 64 keep-alive clients: requests/s", "req/s", "higher", "hfcache", "nginx"), s.name, res.rps())
+			add(r.metric("P2", "warm 4KiB: p50 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.50).Microseconds())/1000)
+			add(r.metric("P2", "warm 4KiB: p99 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.99).Microseconds())/1000)
+		}
+	}
+	return nil
+}
+
+// P3: one client, a cold file from a Hub that caps each connection at R.
+func (b *bench) p3() error {
+	r := b.rep
+	srvs := b.servers(1)
+	for round := range b.cfg.Rounds {
+		for _, s := range ordered(srvs, round) {
+			kind := "p3-hf"
+			if s.name == "nginx" {
+				kind = "p3-ng"
+			}
+			up0 := b.hubB.proxy.Bytes()
+			f, err := get(nilCtx(), b.client, s.url+benchRepo+b.fileName(kind, round))
+			if err != nil {
+				return err
+			}
+			rate := float64(f.bytes) / f.end.Sub(f.start).Seconds()
+			add(r.metric("P3", fmt.Sprintf("cold file, Hub capped at R=%.0f MiB/s per connection: client throughput", float64(b.sz.Rate)/mib), "R", "higher", "hfcache", "nginx"), s.name, rate/float64(b.sz.Rate))
+			add(r.metric("P3", "cold capped: upstream bytes / file size", "x", "lower", "hfcache", "nginx"), s.name, float64(b.hubB.proxy.Bytes()-up0)/float64(b.sz.P3))
+		}
+	}
+	return nil
+}
+
+// P4: 64 concurrent cold requests for one blob: spread over the 3-node
+// cluster (hfcache) or all to the one nginx.
+func (b *bench) p4() error {
+	r := b.rep
+	type side struct {
+		name string
+		urls []string
+		kind string
+	}
+	var sides []side
+	var hfURLs []string
+	for _, n := range b.cluster {
+		hfURLs = append(hfURLs, n.URL)
+	}
+	sides = append(sides, side{"hfcache", hfURLs, "p4-hf"})
+	if b.ng != nil {
+		sides = append(sides, side{"nginx", []string{b.ng.URLs[0]}, "p4-ng"})
+	}
+	for round := range b.cfg.Rounds {
+		if round%2 == 1 && len(sides) == 2 {
+			sides[0], sides[1] = sides[1], sides[0]
+		}
+		for _, s := range sides {
+			var urls []string
+			for _, u := range s.urls {
+				urls = append(urls, u+benchRepo+b.fileName(s.kind, round))
+			}
+			up0 := b.hubA.proxy.Bytes()
+			c := newClient(b.sz.P4Clients, false)
+			fs, el, err := parallelOnce(c, urls, b.sz.P4Clients)
+			c.CloseIdleConnections()
+			if err != nil {
+				return err
+			}
+			fillEnd := b.hubA.proxy.LastByte()
+			var ttfb []float64
+			before := 1.0
+			for _, f := range fs {
+				ttfb = append(ttfb, float64(f.firstByte.Sub(f.start).Microseconds())/1000)
+				if !f.firstByte.Before(fillEnd) {
+					before = 0
+				}
+			}
+			sort.Float64s(ttfb)
+			a, bl := "hfcache 3 nodes", "nginx 1 node"
+			add(r.metric("P4", "64 cold clients, one blob: upstream bytes / file size", "x", "lower", a, bl), s.name, float64(b.hubA.proxy.Bytes()-up0)/float64(b.sz.P4))
+			add(r.metric("P4", "TTFB min", "ms", "lower", a, bl), s.name, ttfb[0])
+			add(r.metric("P4", "TTFB median", "ms", "lower", a, bl), s.name, *median(ttfb))
+			add(r.metric("P4", "TTFB max", "ms", "lower", a, bl), s.name, ttfb[len(ttfb)-1])
+			add(r.metric("P4", "every first byte before the fill ended (1 = yes)", "bool", "higher", a, bl), s.name, before)
+			add(r.metric("P4", "wall time, all 64 done", "s", "lower", a, bl), s.name, el.Seconds())
+		}
+	}
+	return nil
+}
+
+// P5: the warm 1 GiB file through a non-owner vs from its owner.
+func (b *bench) p5() error {
+	if err := b.warm(b.cluster[0].URL + bigPath); err != nil {
+		return err
+	}
+	h, err := b.probe(b.cluster[0].URL + bigPath)
+	if err != nil {
+		return err
+	}
+	owner := h.Get("X-Hfcache-Node")
+	var own, other *hfNode
+	for i, n := range b.cluster {
+		if fmt.Sprintf("c%d", i) == owner {
+			own = n
+		} else if other == nil {
+			other = n
+		}
+	}
+	if own == nil || other == nil {
+		return fmt.Errorf("owner %q is not a cluster node", owner)
+	}
+	r := b.rep
+	for round := range b.cfg.Rounds {
+		order := []*hfNode{other, own}
+		if round%2 == 1 {
+			order = []*hfNode{own, other}
+		}
+		for _, n := range order {
+			f, err := get(nilCtx(), b.client, n.URL+bigPath)
+			if err != nil {
+				return err
+			}
+			v := float64(f.bytes) / mib / f.end.Sub(f.start).Seconds()
+			m := r.metric("P5", "warm 1GiB, one client: throughput", "MiB/s", "higher", "via non-owner", "from owner")
+			if n == own {
+				m.BVals = append(m.BVals, v)
+			} else {
+				m.AVals = append(m.AVals, v)
+			}
+		}
+	}
+	return nil
+}
+
+// P7: time to first byte of a cold file via hfcache vs straight from the
+// fake Hub (following its redirect to the CDN), and via nginx.
+func (b *bench) p7() error {
+	r := b.rep
+	follow := newClient(4, true)
+	follow.Timeout = 5 * time.Minute
+	for round := range b.cfg.Rounds {
+		type try struct {
+			name, url string
+			c         *http.Client
+		}
+		tries := []try{
+			{"hfcache", b.hfA.URL + benchRepo + b.fileName("p7-hf", round), b.client},
+			{"direct", b.hubA.URL + benchRepo + b.fileName("p7-dir", round), follow},
+		}
+		if b.ng != nil {
+			tries = append(tries, try{"nginx", b.ng.URLs[0] + benchRepo + b.fileName("p7-ng", round), b.client})
+		}
+		if round%2 == 1 {
+			tries[0], tries[1] = tries[1], tries[0]
+		}
+		for _, t := range tries {
+			f, err := get(nilCtx(), t.c, t.url)
+			if err != nil {
+				return err
+			}
+			ms := float64(f.firstByte.Sub(f.start).Microseconds()) / 1000
+			m := r.metric("P7", "cold file: time to first byte", "ms", "lower", "hfcache", "direct Hub")
+			m2 := r.metric("P7", "cold file: time to first byte (vs nginx)", "ms", "lower", "hfcache", "nginx")
+			switch t.name {
+			case "hfcache":
+				m.AVals = append(m.AVals, ms)
+				m2.AVals = append(m2.AVals, ms)
+			case "direct":
+				m.BVals = append(m.BVals, ms)
+			case "nginx":
+				m2.BVals = append(m2.BVals, ms)
+			}
+		}
+	}
+	return nil
+}

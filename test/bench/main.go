@@ -1,0 +1,53 @@
+// Command bench runs hfcache and nginx (a single-node proxy_cache) side by
+// side in front of the same fake Hub and reports medians and the ratio
+// hfcache/nginx for each measurement (see docs/PERFORMANCE.md).
+//
+//	go build -o bin/hfcache ./cmd/hfcache
+//	go build -o bin/fakehub ./test/fakehub/cmd/fakehub
+//	go run ./test/bench -hfcache bin/hfcache -fakehub bin/fakehub -nginx $(command -v nginx) -json bench-results.json
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+func nilCtx() context.Context { return context.Background() }
+
+func main() {
+	var cfg Config
+	flag.StringVar(&cfg.HFBin, "hfcache", "bin/hfcache", "hfcache binary")
+	flag.StringVar(&cfg.HubBin, "fakehub", "bin/fakehub", "fakehub binary (go build -o bin/fakehub ./test/fakehub/cmd/fakehub)")
+	flag.StringVar(&cfg.NginxBin, "nginx", "", "nginx binary (empty: skip the nginx columns)")
+	flag.BoolVar(&cfg.Quick, "quick", false, "tiny sizes and one round: a smoke run")
+	flag.IntVar(&cfg.Rounds, "rounds", 0, "rounds per measurement (default 3, 1 with -quick)")
+	flag.Int64Var(&cfg.Rate, "rate", 0, "P3: the fake Hub's per-connection cap in bytes/s (default 128 MiB/s; 16 MiB/s with -quick)")
+	flag.StringVar(&cfg.WorkDir, "workdir", "", "directory for data (default: a temporary directory, removed at the end)")
+	flag.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&cfg.Only, "only", "", "comma-separated phases to run, e.g. P1,P2 (default all)")
+	flag.Parse()
+	for _, p := range []*string{&cfg.HFBin, &cfg.HubBin, &cfg.NginxBin} {
+		if *p != "" {
+			if a, err := filepath.Abs(*p); err == nil {
+				*p = a
+			}
+		}
+	}
+	// On SIGINT/SIGTERM the children die with us (Pdeathsig); exit cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "bench: interrupted")
+		os.Exit(130)
+	}()
+	if _, err := Run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
