@@ -315,7 +315,7 @@ func (s *Store) Open(id hf.BlobID) (*Blob, error) {
 	s.touchLocked(e)
 	s.mu.Unlock()
 
-	f, err := os.Open(s.blobPath(id))
+	f, err := openBlobFile(s.blobPath(id))
 	if err != nil {
 		s.mu.Lock()
 		s.unpinLocked(e)
