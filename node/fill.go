@@ -143,6 +143,11 @@ func (n *Node) runFill(fl *fill, f File) {
 		fl.w.Abort()
 		fl.update(func() { fl.storeErr = err })
 		n.log.Error("store refused blob, passing bytes through", "blob", fl.id, "err", err)
+	case errors.Is(err, errNotHeld):
+		fl.w.Abort()
+		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
+		n.hot.forget(fl.id)
+		n.log.Info("hot copy postponed: no peer holds the blob yet", "blob", fl.id)
 	default:
 		fl.w.Abort()
 		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
@@ -168,6 +173,9 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 	buf := make([]byte, 256<<10)
 	if err := n.copyFromPeers(fl, f, buf); err != nil {
 		return err
+	}
+	if f.peerOnly && fl.state().written < fl.size {
+		return errNotHeld
 	}
 	if s, c := n.cfg.FillStreams, n.cfg.FillChunk; s > 1 && c > 0 && fl.size >= 2*c && fl.state().written == 0 {
 		err := n.copyParallel(fl, f, s, c)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -59,6 +60,18 @@ func (h *hotCounter) admit(id hf.BlobID, size, limit int64, stored func(hf.BlobI
 	return true
 }
 
+// forget drops a hot copy that could not be made, so it may be tried again.
+func (h *hotCounter) forget(id hf.BlobID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.copies, id)
+	delete(h.counts, id)
+}
+
+// errNotHeld ends a hot copy when no peer holds the blob on disk yet (its
+// owner is still filling it): a hot copy never goes to the Hub.
+var errNotHeld = errors.New("node: no peer holds the blob")
+
 // keepHotCopy starts a background fill of a hot blob this node does not
 // own; the fill copies it from a node that holds it.
 func (n *Node) keepHotCopy(f *File) {
@@ -66,8 +79,11 @@ func (n *Node) keepHotCopy(f *File) {
 	if !n.hot.admit(f.Blob, f.Size, n.cfg.HotBytes, stored) {
 		return
 	}
-	fl, err := n.startFill(f)
+	hot := *f
+	hot.peerOnly = true
+	fl, err := n.startFill(&hot)
 	if err != nil {
+		n.hot.forget(f.Blob)
 		n.log.Debug("not keeping a hot copy", "blob", f.Blob, "err", err)
 		return
 	}

@@ -49,6 +49,7 @@ type File struct {
 	repository string // counts the blob against this repository's quota
 	token      string // upstream token that may fetch the bytes
 	location   string // CDN URL from the Hub's redirect, if still fresh
+	peerOnly   bool   // a hot copy: fill from a peer that holds the blob, never from the Hub
 }
 
 // refEntry is a revision's resolution, valid for the ref TTL.

@@ -296,3 +296,53 @@ func TestGatedThroughPeers(t *testing.T) {
 		}
 	}
 }
+
+// A cold blob that turns hot at a non-owner while its owner is still
+// filling it is not fetched from the Hub a second time: hot copies come only
+// from peers that hold the blob.
+func TestHotDuringColdFillStaysOneFetch(t *testing.T) {
+	hub := startHub(t)
+	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(nc *node.Config) { nc.HotThreshold = 2 }}, 3)
+	hub.SetThrottle(16<<20, 0)
+	want := hub.Bytes(hf.Model, modelID, "main", "big.bin")
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func(n *Node) {
+			defer wg.Done()
+			resp, err := http.Get(fileURL(n, "big.bin"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("via %s: bytes differ (%v)", n.Name, err)
+			}
+		}(c.Nodes[i%3])
+	}
+	wg.Wait()
+	hub.SetThrottle(0, 0)
+	addr := hub.FileInfo(hf.Model, modelID, "main", "big.bin").Addr()
+	if sent := hub.Stats().BodyBytes(addr); sent != bigSize {
+		t.Fatalf("the Hub sent %d bytes of an %d-byte blob: hot copies went upstream", sent, bigSize)
+	}
+	// Once the owner holds it, the hot copies do arrive (from the owner).
+	for i := 0; i < 6; i++ {
+		Get(t, fileURL(c.Nodes[i%3], "big.bin"), nil)
+	}
+	id, _ := hf.BlobIDFromETag(addr)
+	Eventually(t, 10*time.Second, "a hot copy on a non-owner", func() bool {
+		held := 0
+		for _, n := range c.Nodes {
+			if _, ok := n.Store.Stat(id); ok {
+				held++
+			}
+		}
+		return held >= 2
+	})
+	if sent := hub.Stats().BodyBytes(addr); sent != bigSize {
+		t.Fatalf("the Hub sent %d bytes after the hot copies", sent)
+	}
+}
