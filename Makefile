@@ -47,3 +47,16 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Side-by-side benchmark: hfcache vs nginx (proxy_cache) in front of the same
+# fake Hub; installs nginx from Debian's packages if missing, writes
+# bench-results.json. BENCHFLAGS=-quick for a smoke run (docs/PERFORMANCE.md).
+BENCHFLAGS ?=
+.PHONY: bench
+bench:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hfcache
+	$(GO) build -o bin/fakehub ./test/fakehub/cmd/fakehub
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+		(echo "installing nginx from Debian's packages"; apt-get update -qq && apt-get install -y -qq nginx)
+	$(GO) run ./test/bench -hfcache $(BIN) -fakehub bin/fakehub \
+		-nginx "$$(command -v nginx || echo /usr/sbin/nginx)" -json bench-results.json $(BENCHFLAGS)

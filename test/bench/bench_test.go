@@ -49,7 +49,7 @@ func TestQuick(t *testing.T) {
 			continue
 		}
 		seen[m.Phase] = true
-		if m.Unit != "bool" && m.Unit != "x" && *m.AMed <= 0 {
+		if m.Unit != "fraction" && m.Unit != "x" && *m.AMed <= 0 {
 			t.Errorf("%s %q: hfcache value %v", m.Phase, m.Name, *m.AMed)
 		}
 		if ngBin != "" && m.B == "nginx" && m.BMed == nil {

@@ -168,7 +168,7 @@ func newCountProxy() (*countProxy, error) {
 	return px, nil
 }
 
-func (px *countProxy) Addr() string         { return px.ln.Addr().String() }
+func (px *countProxy) Addr() string          { return px.ln.Addr().String() }
 func (px *countProxy) SetTarget(addr string) { px.target.Store(addr) }
 func (px *countProxy) Close()                { px.ln.Close() }
 func (px *countProxy) Bytes() int64          { return px.bytes.Load() }
