@@ -67,7 +67,7 @@ func writeAdminError(w http.ResponseWriter, err error) {
 	default:
 		e.Code = "internal"
 	}
-	writeAdminJSON(w, status, e)
+	writeJSON(w, status, e)
 }
 
 // waitIndex honours ?index=N on reads.
@@ -140,39 +140,42 @@ func object(s raftstore.Snapshot, kind, name string) (any, bool) {
 	return nil, false
 }
 
-func (a *admin) list(w http.ResponseWriter, r *http.Request) {
+// read is the common start of a read: the object kind, then the
+// configuration once ?index=N is applied here.
+func (a *admin) read(w http.ResponseWriter, r *http.Request) (string, raftstore.Snapshot, bool) {
 	kind, ok := kindOf(r)
 	if !ok {
 		writeAdminError(w, errNoSuchKind)
-		return
+		return "", raftstore.Snapshot{}, false
 	}
 	if err := a.waitIndex(r); err != nil {
 		writeAdminError(w, err)
+		return "", raftstore.Snapshot{}, false
+	}
+	return kind, a.d.Config.Snapshot(), true
+}
+
+func (a *admin) list(w http.ResponseWriter, r *http.Request) {
+	kind, s, ok := a.read(w, r)
+	if !ok {
 		return
 	}
-	s := a.d.Config.Snapshot()
 	w.Header().Set(headerIndex, strconv.FormatUint(s.Index, 10))
-	writeAdminJSON(w, http.StatusOK, objects(s, kind))
+	writeJSON(w, http.StatusOK, objects(s, kind))
 }
 
 func (a *admin) get(w http.ResponseWriter, r *http.Request) {
-	kind, ok := kindOf(r)
+	kind, s, ok := a.read(w, r)
 	if !ok {
-		writeAdminError(w, errNoSuchKind)
 		return
 	}
-	if err := a.waitIndex(r); err != nil {
-		writeAdminError(w, err)
-		return
-	}
-	s := a.d.Config.Snapshot()
 	v, ok := object(s, kind, r.PathValue("name"))
 	if !ok {
 		writeAdminError(w, fmt.Errorf("%w: %s %q", raftstore.ErrNotFound, kind[:len(kind)-1], r.PathValue("name")))
 		return
 	}
 	w.Header().Set(headerIndex, strconv.FormatUint(s.Index, 10))
-	writeAdminJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (a *admin) put(w http.ResponseWriter, r *http.Request) {
@@ -307,10 +310,10 @@ func (a *admin) write(w http.ResponseWriter, r *http.Request, body []byte, cmd r
 			w.Header().Set(headerIndex, strconv.FormatUint(idx, 10))
 			w.Header().Set(headerLeader, a.d.Node.Name())
 			if result == nil {
-				writeAdminJSON(w, http.StatusOK, map[string]uint64{"index": idx})
+				writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
 				return
 			}
-			writeAdminJSON(w, http.StatusOK, result(a.d.Config.Snapshot()))
+			writeJSON(w, http.StatusOK, result(a.d.Config.Snapshot()))
 			return
 		case errors.As(err, &nle) && nle.LeaderID != "" && nle.LeaderID != a.d.Node.Name():
 			if r.Header.Get(headerForwarded) != "" {
