@@ -1,6 +1,7 @@
 package main
 
 import (
+	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -37,5 +38,23 @@ func TestBindEnv(t *testing.T) {
 	}
 	if *dir != "/srv/cache" || *listen != ":9" {
 		t.Fatalf("data-dir %q listen %q: env must fill unset flags only", *dir, *listen)
+	}
+}
+
+func TestDefaultBudgetIs80PercentOfFreeSpace(t *testing.T) {
+	dir := t.TempDir()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := float64(st.Bavail) * float64(st.Bsize)
+	for _, d := range []string{dir, dir + "/not/yet/created"} {
+		b, err := defaultBudget(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := float64(b) / free; r < 0.75 || r > 0.85 {
+			t.Fatalf("%s: budget %d is %.2f of the free %0.f bytes, want 0.8", d, b, r, free)
+		}
 	}
 }
