@@ -118,3 +118,17 @@ func TestSlowloris(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestWarnsWithoutClusterSecret: a node reachable on a non-loopback address
+// without --cluster-secret says loudly that it is unprotected.
+func TestWarnsWithoutClusterSecret(t *testing.T) {
+	hub := startHub(t)
+	p := startProc(t, hub.URL(), t.TempDir(), "--advertise-addr", "10.255.255.1")
+	if !strings.Contains(p.logs.String(), "no --cluster-secret") {
+		t.Fatal("no warning about the missing cluster secret")
+	}
+	q := startProc(t, hub.URL(), t.TempDir())
+	if strings.Contains(q.logs.String(), "no --cluster-secret") {
+		t.Fatal("a loopback-only node warned")
+	}
+}
