@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -86,7 +87,35 @@ func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *n
 		http.ServeContent(w, r, "", time.Time{}, file)
 		return
 	}
+	if data, ok := content.Bytes(); ok {
+		// A small blob from memory: no file system calls.
+		w.Header().Set(headerSource, content.CurrentSource())
+		if plainGet(r) {
+			// What ServeContent does for a request without Range or
+			// conditionals, minus its copy buffer and sniffing read.
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(data)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+		return
+	}
 	c.serveStream(w, r, content, etag)
+}
+
+// plainGet reports whether r is a GET with no header that ServeContent
+// would act on (ranges and conditionals).
+func plainGet(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, k := range []string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
+		if _, ok := r.Header[k]; ok {
+			return false
+		}
+	}
+	return true
 }
 
 // relay streams the owner's answer to the client. The owner answered with

@@ -161,12 +161,22 @@ func (c *Content) CurrentSource() string {
 	return c.Source
 }
 
-// File returns the complete blob file, if the content is on disk.
+// File returns the complete blob file, if the content is on disk and not
+// held in memory (see Bytes).
 func (c *Content) File() (*os.File, bool) {
-	if c.blob == nil {
+	if c.blob == nil || c.blob.File() == nil {
 		return nil, false
 	}
 	return c.blob.File(), true
+}
+
+// Bytes returns the whole content of a small complete blob held in memory.
+// The slice is shared and must not be modified.
+func (c *Content) Bytes() ([]byte, bool) {
+	if c.blob == nil || c.blob.Bytes() == nil {
+		return nil, false
+	}
+	return c.blob.Bytes(), true
 }
 
 // ModTime is the blob's modification time (zero while filling).
@@ -195,7 +205,7 @@ func (c *Content) Close() {
 func (c *Content) Reader(ctx context.Context, off, end int64) (io.ReadCloser, error) {
 	switch {
 	case c.blob != nil:
-		return io.NopCloser(io.NewSectionReader(c.blob.File(), off, end-off)), nil
+		return io.NopCloser(io.NewSectionReader(c.blob, off, end-off)), nil
 	case c.fill == nil:
 		return c.n.upstreamRange(ctx, &c.f, off, end)
 	}

@@ -220,7 +220,7 @@ func TestRemove(t *testing.T) {
 		t.Fatalf("Open = %v", err)
 	}
 	p := make([]byte, len(data))
-	if _, err := b.File().ReadAt(p, 0); err != nil || string(p) != string(data) {
+	if _, err := b.ReadAt(p, 0); err != nil || string(p) != string(data) {
 		t.Fatalf("open blob unreadable after Remove: %v", err)
 	}
 	if st := s.Stats(); st.Used != 0 || st.Pinned != 0 || st.Blobs != 0 {

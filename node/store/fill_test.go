@@ -506,7 +506,7 @@ func TestConcurrentStress(t *testing.T) {
 						continue
 					}
 					got := make([]byte, b.Size())
-					if _, err := b.File().ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+					if _, err := b.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
 						t.Errorf("read %s: %v", id, err)
 					}
 					b.Close()

@@ -108,7 +108,7 @@ func readBlob(t *testing.T, s *Store, id hf.BlobID) []byte {
 		t.Fatalf("Open %s: %v", id, err)
 	}
 	defer b.Close()
-	data, err := io.ReadAll(io.NewSectionReader(b.File(), 0, b.Size()))
+	data, err := io.ReadAll(io.NewSectionReader(b, 0, b.Size()))
 	if err != nil {
 		t.Fatalf("read %s: %v", id, err)
 	}

@@ -383,7 +383,7 @@ func TestClosed(t *testing.T) {
 	f.Close()
 	// Blobs still open stay readable.
 	p := make([]byte, 1)
-	if _, err := b.File().ReadAt(p, 0); err != nil || p[0] != 'a' {
+	if _, err := b.ReadAt(p, 0); err != nil || p[0] != 'a' {
 		t.Fatal(err)
 	}
 	b.Close()

@@ -24,8 +24,10 @@
 package store
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -87,6 +89,12 @@ type Config struct {
 	// removed, so a huge directory cannot block startup for long.
 	// DefaultScanVerifyBytes if 0; negative: remove every orphan unverified.
 	ScanVerifyBytes int64
+	// MemoryBlobMax is the largest blob also kept in memory (see memory.go);
+	// DefaultMemoryBlobMax if 0.
+	MemoryBlobMax int64
+	// MemoryBytes bounds the bytes of those in-memory copies;
+	// DefaultMemoryBytes if 0, negative for none.
+	MemoryBytes int64
 
 	// writeAt replaces (*os.File).WriteAt for fills; tests inject disk errors.
 	writeAt func(f *os.File, p []byte, off int64) (int, error)
@@ -100,6 +108,8 @@ func DefaultConfig() Config {
 		Now:             time.Now,
 		FlushInterval:   DefaultFlushInterval,
 		ScanVerifyBytes: DefaultScanVerifyBytes,
+		MemoryBlobMax:   DefaultMemoryBlobMax,
+		MemoryBytes:     DefaultMemoryBytes,
 	}
 }
 
@@ -129,6 +139,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ScanVerifyBytes == 0 {
 		c.ScanVerifyBytes = d.ScanVerifyBytes
+	}
+	if c.MemoryBlobMax == 0 {
+		c.MemoryBlobMax = d.MemoryBlobMax
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = d.MemoryBytes
 	}
 	if c.writeAt == nil {
 		c.writeAt = (*os.File).WriteAt
@@ -170,6 +186,7 @@ type Store struct {
 	dirty        []*entry
 	pendingDel   map[hf.BlobID]uint64 // index deletions not yet flushed: id → generation
 	isOwned      func(hf.BlobID) bool
+	mem          memoryLRU // in-memory copies of small blobs
 }
 
 // entry is one complete blob, guarded by Store.mu.
@@ -183,6 +200,10 @@ type entry struct {
 	dirty   bool // atime not yet flushed
 	removed bool
 	idx     int // position in Store.lru
+
+	data    []byte        // in-memory copy of a small blob, or nil
+	mod     time.Time     // the file's mtime, with data
+	memElem *list.Element // e in Store.mem.order, with data
 }
 
 // Open opens (creating if needed) the store in cfg.Dir, cleans up after a
@@ -213,6 +234,7 @@ func Open(cfg Config) (*Store, error) {
 		entries:    make(map[hf.BlobID]*entry),
 		fills:      make(map[hf.BlobID]*Fill),
 		pendingDel: make(map[hf.BlobID]uint64),
+		mem:        memoryLRU{order: list.New(), limit: max(cfg.MemoryBytes, 0)},
 	}
 	if err := s.scan(); err != nil {
 		db.Close()
@@ -268,14 +290,35 @@ func (s *Store) Stat(id hf.BlobID) (size int64, ok bool) {
 type Blob struct {
 	s      *Store
 	e      *entry
-	f      *os.File
+	f      *os.File // nil for a blob served from memory
+	data   []byte   // the whole blob, for a small one
 	mod    time.Time
 	closed atomic.Bool
 }
 
-// File is the open file, for http.ServeContent or io.SectionReader. It must
-// not be closed directly; use Blob.Close.
+// File is the open file, for http.ServeContent or io.SectionReader; nil
+// for a small blob served from memory (see Bytes). It must not be closed
+// directly; use Blob.Close.
 func (b *Blob) File() *os.File { return b.f }
+
+// Bytes is the whole content of a small blob held in memory, or nil. The
+// slice is shared: it must not be modified.
+func (b *Blob) Bytes() []byte { return b.data }
+
+// ReadAt reads the blob's bytes at off, from memory or the file.
+func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
+	if b.f != nil {
+		return b.f.ReadAt(p, off)
+	}
+	if off >= int64(len(b.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
 
 // Size is the blob's size in bytes.
 func (b *Blob) Size() int64 { return b.e.size }
@@ -291,7 +334,10 @@ func (b *Blob) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	err := b.f.Close()
+	var err error
+	if b.f != nil {
+		err = b.f.Close()
+	}
 	b.s.mu.Lock()
 	b.s.unpinLocked(b.e)
 	b.s.mu.Unlock()
@@ -313,6 +359,12 @@ func (s *Store) Open(id hf.BlobID) (*Blob, error) {
 	// Pinned before the file is opened, so eviction cannot unlink it in between.
 	s.pinLocked(e)
 	s.touchLocked(e)
+	if e.data != nil {
+		s.memTouchLocked(e)
+		b := &Blob{s: s, e: e, data: e.data, mod: e.mod}
+		s.mu.Unlock()
+		return b, nil
+	}
 	s.mu.Unlock()
 
 	f, err := openBlobFile(s.blobPath(id))
@@ -341,7 +393,22 @@ func (s *Store) Open(id hf.BlobID) (*Blob, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	return &Blob{s: s, e: e, f: f, mod: fi.ModTime()}, nil
+	b := &Blob{s: s, e: e, f: f, mod: fi.ModTime()}
+	if !s.keepsInMemory(e.size) {
+		return b, nil
+	}
+	data, err := readWhole(b)
+	if err != nil {
+		// The file serves this reader; memory can wait for the next one.
+		s.log.Warn("store: reading small blob into memory", "blob", id.String(), "err", err)
+		return b, nil
+	}
+	f.Close()
+	b.f, b.data = nil, data
+	s.mu.Lock()
+	s.memAddLocked(e, data, b.mod)
+	s.mu.Unlock()
+	return b, nil
 }
 
 // Remove deletes a complete blob (for example one found corrupt). It leaves
@@ -448,6 +515,7 @@ func (s *Store) removeLocked(e *entry) {
 		s.pinned -= e.size
 	}
 	e.removed = true
+	s.memDropLocked(e)
 	s.pendingDel[e.id] = e.gen
 	if err := os.Remove(s.blobPath(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("store: removing blob file", "blob", e.id.String(), "err", err)
