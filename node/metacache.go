@@ -2,9 +2,12 @@ package node
 
 import (
 	"container/list"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"sync"
+
+	"github.com/hfcache/hfcache/node/store"
 )
 
 // Buckets of the persisted metadata.
@@ -15,8 +18,14 @@ const (
 )
 
 // metaCache keeps metadata in memory (bounded LRU, so hits never touch bolt)
-// and writes it through to the store so a restarted node still knows what its
-// blobs are, even while the Hub is unreachable.
+// and writes it to the store so a restarted node still knows what its blobs
+// are, even while the Hub is unreachable.
+//
+// Writes go behind the request path: put records the value in memory and
+// queues it; run persists the queue in one bolt transaction per batch. A
+// cold request used to wait for two bolt commits (two fdatasyncs) between
+// the Hub's answer and its first byte. What a crash loses is at most the
+// last batch, which the next request asks the Hub for again.
 type metaCache struct {
 	st  Store
 	log *slog.Logger
@@ -25,6 +34,11 @@ type metaCache struct {
 	mu    sync.Mutex
 	ll    *list.List
 	items map[string]*list.Element
+
+	wmu     sync.Mutex
+	pending map[string]store.MetaPut // by bucket\x00key, last write wins
+	running bool                     // run is persisting; otherwise put writes through
+	kick    chan struct{}
 }
 
 type metaItem struct {
@@ -33,7 +47,53 @@ type metaItem struct {
 }
 
 func newMetaCache(st Store, max int, log *slog.Logger) *metaCache {
-	return &metaCache{st: st, log: log, max: max, ll: list.New(), items: make(map[string]*list.Element)}
+	return &metaCache{st: st, log: log, max: max, ll: list.New(), items: make(map[string]*list.Element),
+		pending: make(map[string]store.MetaPut), kick: make(chan struct{}, 1)}
+}
+
+// run persists queued writes until ctx ends, then persists what is left.
+func (c *metaCache) run(ctx context.Context) {
+	c.wmu.Lock()
+	c.running = true
+	c.wmu.Unlock()
+	for {
+		select {
+		case <-c.kick:
+			c.flush()
+		case <-ctx.Done():
+			c.wmu.Lock()
+			c.running = false
+			c.wmu.Unlock()
+			c.flush()
+			return
+		}
+	}
+}
+
+// flush writes every queued value in one transaction.
+func (c *metaCache) flush() {
+	c.wmu.Lock()
+	if len(c.pending) == 0 {
+		c.wmu.Unlock()
+		return
+	}
+	puts := make([]store.MetaPut, 0, len(c.pending))
+	for _, p := range c.pending {
+		puts = append(puts, p)
+	}
+	c.pending = make(map[string]store.MetaPut)
+	c.wmu.Unlock()
+	if err := c.st.PutMetaBatch(puts); err != nil {
+		c.log.Warn("persisting metadata", "entries", len(puts), "err", err)
+	}
+}
+
+// queued returns a value put but not yet persisted.
+func (c *metaCache) queued(k string) ([]byte, bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	p, ok := c.pending[k]
+	return p.Value, ok
 }
 
 // get loads bucket/key into out (a pointer to the entry type). It reports
@@ -49,7 +109,11 @@ func get[T any](c *metaCache, bucket, key string) (T, bool) {
 		return v, ok
 	}
 	c.mu.Unlock()
-	raw, ok, err := c.st.GetMeta(bucket, key)
+	raw, ok := c.queued(k)
+	var err error
+	if !ok {
+		raw, ok, err = c.st.GetMeta(bucket, key)
+	}
 	if err != nil {
 		c.log.Warn("reading metadata", "bucket", bucket, "err", err)
 		return zero, false
@@ -66,15 +130,29 @@ func get[T any](c *metaCache, bucket, key string) (T, bool) {
 	return v, true
 }
 
-// put stores the entry in memory and persists it.
+// put stores the entry in memory and queues it to be persisted (or
+// persists it now, when run is not running).
 func put[T any](c *metaCache, bucket, key string, v T) {
-	c.remember(bucket+"\x00"+key, v)
+	k := bucket + "\x00" + key
+	c.remember(k, v)
 	raw, err := json.Marshal(v)
-	if err == nil {
-		err = c.st.PutMeta(bucket, key, raw)
-	}
 	if err != nil {
-		c.log.Warn("persisting metadata", "bucket", bucket, "err", err)
+		c.log.Warn("encoding metadata", "bucket", bucket, "err", err)
+		return
+	}
+	c.wmu.Lock()
+	if !c.running {
+		c.wmu.Unlock()
+		if err := c.st.PutMeta(bucket, key, raw); err != nil {
+			c.log.Warn("persisting metadata", "bucket", bucket, "err", err)
+		}
+		return
+	}
+	c.pending[k] = store.MetaPut{Bucket: bucket, Key: key, Value: raw}
+	c.wmu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -49,6 +49,7 @@ type Store interface {
 	Open(id hf.BlobID) (*store.Blob, error)
 	Create(id hf.BlobID, size int64) (BlobWriter, error)
 	PutMeta(bucket, key string, value []byte) error
+	PutMetaBatch(puts []store.MetaPut) error
 	GetMeta(bucket, key string) ([]byte, bool, error)
 	DeleteMeta(bucket, key string) error
 	ScanMeta(bucket, prefix string, fn func(key string, value []byte)) error
@@ -225,10 +226,18 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 }
 
 // Start runs the node's background work: the cluster's event loop that
-// feeds membership into the ring, and the warmer of immediate remotes.
+// feeds membership into the ring, the warmer of immediate remotes and the
+// writer that persists metadata behind the request path.
 func (n *Node) Start() {
-	n.wg.Add(1)
+	// The system's MIME table loads on first use; load it now rather than
+	// on the first cold request's path (a few ms of file reads).
+	contentTypeFor("x.json")
+	n.wg.Add(2)
 	go n.warmLoop(n.cfg.WarmInterval)
+	go func() {
+		defer n.wg.Done()
+		n.meta.run(n.ctx)
+	}()
 	if n.cluster != nil {
 		n.wg.Add(1)
 		go func() {

@@ -212,6 +212,42 @@ func (s *Store) PutMeta(bucket, key string, value []byte) error {
 	return nil
 }
 
+// MetaPut is one write of PutMetaBatch.
+type MetaPut struct {
+	Bucket, Key string
+	Value       []byte
+}
+
+// PutMetaBatch stores several metadata values in one durable transaction.
+func (s *Store) PutMetaBatch(puts []MetaPut) error {
+	for _, p := range puts {
+		if p.Bucket == "" || p.Key == "" {
+			return fmt.Errorf("%w: empty meta bucket or key", ErrInvalid)
+		}
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		root := tx.Bucket([]byte(metaBucket))
+		for _, p := range puts {
+			b, err := root.CreateBucketIfNotExists([]byte(p.Bucket))
+			if err != nil {
+				return err
+			}
+			v := p.Value
+			if v == nil {
+				v = []byte{}
+			}
+			if err := b.Put([]byte(p.Key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: put %d meta values: %w", len(puts), err)
+	}
+	return nil
+}
+
 // GetMeta returns a copy of the value stored under key in a metadata bucket.
 func (s *Store) GetMeta(bucket, key string) ([]byte, bool, error) {
 	if bucket == "" || key == "" {
