@@ -206,11 +206,14 @@ func (a *admin) transferLeadership(w http.ResponseWriter, r *http.Request) {
 // whether it answered.
 func (a *admin) forwardIfFollower(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	st := a.d.Config.Status()
-	if st.State == "Leader" {
+	// raftstore reports the state in lower case ("leader"). A node must
+	// never forward to itself, nor pass on a request it was forwarded: the
+	// request would loop until the node runs out of file descriptors.
+	if strings.EqualFold(st.State, "leader") || st.LeaderID == a.d.Node.Name() {
 		return false
 	}
-	if st.LeaderID == "" {
-		return false // the caller's attempt will answer with no leader
+	if st.LeaderID == "" || r.Header.Get(headerForwarded) != "" {
+		return false // the caller's attempt will answer: no leader, or not the leader
 	}
 	a.forward(w, r, st.LeaderID, body)
 	return true
