@@ -57,8 +57,9 @@ type Config struct {
 
 	// JoinRetryMin and JoinRetryMax bound the backoff of the background join
 	// loop; JoinRetryMax is also how often members seen dead are retried
-	// (partitions heal, restarted members are found). Zero means the
-	// default (1s and 30s).
+	// (partitions heal, restarted members are found), starting JoinRetryMin
+	// after a death and backing off to it. Zero means the default (1s and
+	// 30s).
 	JoinRetryMin, JoinRetryMax time.Duration
 
 	// Tune, if set, adjusts memberlist's configuration (based on

@@ -19,19 +19,40 @@ import (
 // together with the same seeds thus cannot settle into separate clusters of
 // one.
 //
-// Then, every JoinRetryMax, it reconnects (see reconnect).
+// Then it reconnects (see reconnect) every JoinRetryMax, and sooner after
+// a member is declared dead: JoinRetryMin later, then with the delay
+// doubling back up to JoinRetryMax. A short partition thus heals within
+// about its own length, while members that stay dead cost one attempt per
+// JoinRetryMax.
 func (m *Membership) joinLoop(ctx context.Context, list *memberlist.Memberlist) {
 	defer close(m.joinDone)
 	if len(m.cfg.Join) > 0 && !m.joinSeeds(ctx, list) {
 		return
 	}
+	delay := m.cfg.JoinRetryMax
+	wait := jitter(delay)
+	due := time.Now().Add(wait)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(jitter(m.cfg.JoinRetryMax)): // collected once fired or unreferenced (Go 1.23+)
+		case <-m.view.deaths:
+			// Sooner, never later: a stream of deaths cannot postpone it.
+			delay = m.cfg.JoinRetryMin
+			if wait := jitter(delay); time.Until(due) > wait {
+				due = time.Now().Add(wait)
+				timer.Reset(wait)
+			}
+			continue
+		case <-timer.C:
 		}
 		m.reconnect(list)
+		delay = min(2*delay, m.cfg.JoinRetryMax)
+		wait := jitter(delay)
+		due = time.Now().Add(wait)
+		timer.Reset(wait)
 	}
 }
 

@@ -368,3 +368,30 @@ func TestDeadMemberIsReconnected(t *testing.T) {
 	b2, _ := testNode(t, "b", func(c *Config) { c.BindAddr = bAddr }) // no seeds either
 	waitFor(t, converge, "a and b to find each other again", func() bool { return allAlive([]*Membership{a, b2}, "a", "b") })
 }
+
+// TestFreshDeathIsRetriedSoon: a member just declared dead is retried
+// JoinRetryMin later, with backoff, not only every JoinRetryMax (an hour
+// here), so a short partition or a quick restart heals at once. Gossip to
+// the dead is off: only the join loop can find b again.
+func TestFreshDeathIsRetriedSoon(t *testing.T) {
+	t.Parallel()
+	slow := func(c *Config) {
+		c.JoinRetryMax = time.Hour
+		c.Tune = func(mc *memberlist.Config) {
+			fastGossip(mc)
+			mc.GossipToTheDeadTime = 0
+		}
+	}
+	a, _ := testNode(t, "a", slow)
+	b, _ := testNode(t, "b", func(c *Config) { slow(c); c.Join = []string{a.GossipAddr()} })
+	waitFor(t, converge, "2 alive members", func() bool { return allAlive([]*Membership{a, b}, "a", "b") })
+
+	bAddr := b.GossipAddr()
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, converge, "a to declare b dead", func() bool { return stateOf(a, "b") == StateDead })
+
+	b2, _ := testNode(t, "b", func(c *Config) { slow(c); c.BindAddr = bAddr }) // no seeds
+	waitFor(t, converge, "a to find b again", func() bool { return allAlive([]*Membership{a, b2}, "a", "b") })
+}

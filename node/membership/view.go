@@ -46,6 +46,7 @@ type view struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	changes chan struct{}
+	deaths  chan struct{} // a member was just declared dead: the join loop retries it soon
 
 	mu      sync.Mutex
 	members map[string]*record
@@ -74,6 +75,7 @@ func newView(self string, logger *slog.Logger) *view {
 		logger:  logger,
 		now:     time.Now,
 		changes: make(chan struct{}, 1),
+		deaths:  make(chan struct{}, 1),
 		members: map[string]*record{},
 	}
 }
@@ -147,6 +149,12 @@ func (v *view) NotifyLeave(n *memberlist.Node) {
 	r.state, r.since = state, v.now()
 	v.mu.Unlock()
 	v.signal()
+	if state == StateDead {
+		select {
+		case v.deaths <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // leaveNotice is a member announcing its leave. It usually comes before
