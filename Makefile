@@ -20,12 +20,15 @@ run: build
 fakehub:
 	$(GO) run ./test/fakehub/cmd/fakehub
 
-# Everything the tests need: Go modules and the pinned npm packages of the
-# real Hugging Face client the end-to-end tests drive.
+# Everything the tests need: Go modules, the pinned npm packages of the
+# real Hugging Face client the end-to-end tests drive, and iproute2 (the
+# partition test puts nodes in network namespaces).
 deps:
 	$(GO) mod download
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
 		(echo "installing Node.js from Debian's packages"; apt-get update -qq && apt-get install -y -qq nodejs npm)
+	@command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || \
+		(echo "installing iproute2 (ip netns, for the partition test) from Debian's packages"; apt-get update -qq && apt-get install -y -qq iproute2)
 	cd test/js && npm ci --no-audit --no-fund --loglevel=error
 
 check: vet

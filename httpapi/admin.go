@@ -12,6 +12,7 @@ import (
 
 	"github.com/hfcache/hfcache/node/membership"
 	"github.com/hfcache/hfcache/raftstore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // StoreStats is what the admin API shows of the local store.
@@ -53,6 +54,10 @@ type AdminDeps struct {
 	// ForwardTLS is the TLS client configuration for forwarding writes to
 	// a leader's https admin URL.
 	ForwardTLS *tls.Config
+	// Metrics is the node's own registry, served at /metrics (nil: no route).
+	Metrics prometheus.Gatherer
+	// Jobs runs prefetch jobs (/v1/jobs); nil serves none.
+	Jobs JobRunner
 }
 
 // memberView is one member in GET /v1/cluster/members.
@@ -104,6 +109,12 @@ func NewAdmin(d AdminDeps) http.Handler {
 		writeJSON(w, http.StatusOK, d.Store())
 	})
 	mux.HandleFunc("GET /v1/cluster/members", a.members)
+	if d.Jobs != nil {
+		mux.HandleFunc("POST /v1/jobs", a.startJob)
+		mux.HandleFunc("GET /v1/jobs", a.listJobs)
+		mux.HandleFunc("GET /v1/jobs/{id}", a.getJob)
+		mux.HandleFunc("DELETE /v1/jobs/{id}", a.cancelJob)
+	}
 	if d.Config != nil {
 		mux.HandleFunc("GET /v1/cluster/raft", a.raftStatus)
 		mux.HandleFunc("POST /v1/cluster/transfer-leadership", a.transferLeadership)
@@ -111,6 +122,9 @@ func NewAdmin(d AdminDeps) http.Handler {
 		mux.HandleFunc("GET /v1/{kind}/{name}", a.get)
 		mux.HandleFunc("PUT /v1/{kind}/{name}", a.put)
 		mux.HandleFunc("DELETE /v1/{kind}/{name}", a.delete)
+	}
+	if d.Metrics != nil {
+		mux.Handle("GET /metrics", metricsHandler(d.Metrics))
 	}
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

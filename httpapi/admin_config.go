@@ -47,6 +47,7 @@ func writeAdminError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	var ve *raftstore.ValidationError
 	var nle *raftstore.NotLeaderError
+	jobStatus, jobCode, isJob := jobError(err)
 	switch {
 	case errors.As(err, &ve):
 		status, e.Code, e.Fields = http.StatusBadRequest, "validation", ve.Fields
@@ -54,6 +55,8 @@ func writeAdminError(w http.ResponseWriter, err error) {
 		status, e.Code = http.StatusBadRequest, "bad_request"
 	case errors.Is(err, errUnauthorized):
 		status, e.Code = http.StatusUnauthorized, "unauthorized"
+	case isJob:
+		status, e.Code = jobStatus, jobCode
 	case errors.Is(err, raftstore.ErrNotFound), errors.Is(err, errNoSuchKind):
 		status, e.Code = http.StatusNotFound, "not_found"
 	case errors.Is(err, raftstore.ErrConflict):

@@ -36,6 +36,7 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 			writeError(w, err)
 			return
 		}
+		annotate(w, req.Repo, string(req.Revision), string(req.Path))
 		if req.Token, err = c.node.OpenPeerToken(in.Token); err != nil {
 			writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
 			return
@@ -64,6 +65,7 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 				return
 			}
 		}
+		annotate(w, repo, string(rev), in.Path)
 		token, err := c.node.OpenPeerToken(in.Token)
 		if err != nil {
 			writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
@@ -80,6 +82,8 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 		writeJSON(w, http.StatusOK, resp)
 	case p == node.PeerBlobPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		c.servePeerBlob(w, r)
+	case p == node.PeerWarmPath && r.Method == http.MethodPost:
+		c.servePeerWarm(w, r)
 	default:
 		writeError(w, errNotFound)
 	}
@@ -104,6 +108,7 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	annotate(w, repo, q.Get("commit"), string(path))
 	size, err := strconv.ParseInt(q.Get("size"), 10, 64)
 	if err != nil {
 		writeError(w, fmt.Errorf("%w: size", hf.ErrInvalid))

@@ -42,6 +42,7 @@ type Node interface {
 	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
 	FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
+	PeerWarmer
 }
 
 var _ Node = (*node.Node)(nil)
@@ -55,6 +56,8 @@ type Config struct {
 	// RequirePeerCert makes peer routes demand a client certificate the
 	// listener verified (mutual TLS between nodes), on top of the signature.
 	RequirePeerCert bool
+	// Metrics counts requests (NewMetrics; one per node); nil counts nothing.
+	Metrics *Metrics
 }
 
 // Distribution is a base path clients point at, served from a remote.
@@ -119,23 +122,34 @@ func (c *Client) distribution(p string) (Distribution, string, bool) {
 	return Distribution{}, "", false
 }
 
-// ServeHTTP routes a client request.
-func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP routes a client request, then logs and counts it.
+func (c *Client) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := c.beginRequest(rw)
+	completed := false
+	defer func() { c.endRequest(w, r, completed) }()
+	c.serve(w, r)
+	completed = true
+}
+
+func (c *Client) serve(w *loggedResponse, r *http.Request) {
 	h := w.Header()
-	h.Set(hfRequestID, newRequestID())
+	h.Set(hfRequestID, w.id)
 	h.Set(headerNode, c.node.Name())
 	setCORS(h)
 
 	p := r.URL.EscapedPath()
 	if p == "/-/health" {
+		w.route = routeHealth
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": c.node.Name()})
 		return
 	}
 	if strings.HasPrefix(p, "/-/") {
+		w.route = peerRouteOf(p)
 		c.servePeer(w, r, p)
 		return
 	}
 	if r.Method == http.MethodOptions {
+		w.route = routePreflight
 		preflight(w)
 		return
 	}
@@ -150,11 +164,13 @@ func (c *Client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound)
 		return
 	}
+	w.dist = d.Name
 	rt, err := parseRoute(rel)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	w.setRoute(d, rt)
 	switch {
 	case rt.file != nil:
 		c.serveFile(w, r, d, rt.file)

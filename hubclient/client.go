@@ -51,6 +51,9 @@ type Config struct {
 	UserAgent string
 	// Logger receives retry and fallback events. nil discards them.
 	Logger *slog.Logger
+	// Metrics counts this client's upstream traffic (Metrics.Remote);
+	// nil counts nothing.
+	Metrics *RemoteMetrics
 }
 
 // DefaultConfig is a client for https://huggingface.co with the timeouts
@@ -150,7 +153,7 @@ func New(cfg Config) (*Client, error) {
 		origin: originOf(u),
 		tr:     tr,
 		hc: &http.Client{
-			Transport: tr,
+			Transport: cfg.Metrics.wrap(tr),
 			// Redirects are followed by the client itself, so it decides
 			// per hop whether the token goes along (HF-PROTOCOL.md §2.2/§2.3).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

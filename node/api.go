@@ -125,7 +125,20 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	if err == nil {
 		return v.(apiEntry).response(false), nil
 	}
-	if errors.Is(err, hubclient.ErrUnreachable) && ok && (cached.Anonymous || n.access.everPublic(repoKey) || n.access.allowed(repoKey, token, n.cfg.AuthTTL)) {
+	if !errors.Is(err, hubclient.ErrUnreachable) {
+		return nil, err
+	}
+	// Offline, a branch answers at its last known commit, as resolve does
+	// (resolveStale): that answer may be cached only under the commit, if
+	// the branch was fresh when it was fetched.
+	if rev != "" && !rev.IsCommit() {
+		if ref, found := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(rev))); found {
+			if e, found := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, hf.Revision(ref.Commit))); found {
+				cached, ok = e, true
+			}
+		}
+	}
+	if ok && (cached.Anonymous || n.access.everPublic(repoKey) || n.access.allowed(repoKey, token, n.cfg.AuthTTL)) {
 		n.log.Warn("hub unreachable, serving cached API response", "repo", repoKey, "endpoint", req.Endpoint, "err", err)
 		return cached.response(true), nil
 	}

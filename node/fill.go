@@ -10,6 +10,7 @@ import (
 
 	"github.com/hfcache/hfcache/hubclient"
 	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node/store"
 )
 
 // ErrFillFailed is returned to readers of a fill that could not complete: the
@@ -108,9 +109,11 @@ func (n *Node) startFill(f *File) (*fill, error) {
 	defer n.mu.Unlock()
 	if fl, ok := n.fills[f.Blob]; ok {
 		fl.acquire()
+		n.metrics.fillJoined()
 		return fl, nil
 	}
 	if len(n.fills) >= n.cfg.MaxFills {
+		n.metrics.fillRefused()
 		return nil, ErrBusy
 	}
 	w, err := n.store.Create(f.Blob, f.Size)
@@ -120,6 +123,7 @@ func (n *Node) startFill(f *File) (*fill, error) {
 	fl := newFill(f.Blob, f.Size, w)
 	fl.refs++ // the caller's
 	n.fills[f.Blob] = fl
+	n.metrics.fillStarted()
 	n.wg.Add(1)
 	go n.runFill(fl, *f)
 	return fl, nil
@@ -131,8 +135,13 @@ func (n *Node) runFill(fl *fill, f File) {
 	start := n.cfg.Now()
 	err := n.copyUpstream(fl, &f)
 	if err == nil {
-		err = fl.w.Commit()
+		// The bytes are verified: a disk that fills up now (fsync, rename,
+		// index) is a disk error like a failed write, not a bad fill.
+		if err = fl.w.Commit(); errors.Is(err, store.ErrDiskFull) {
+			err = &diskError{err}
+		}
 	}
+	n.metrics.fillDone(err)
 	var diskErr *diskError
 	switch {
 	case err == nil:
@@ -196,8 +205,8 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 				return err
 			}
 			failures++
-			if !n.backoff(failures) {
-				return n.ctx.Err()
+			if err := n.backoff(failures, err); err != nil {
+				return err
 			}
 			continue
 		}
@@ -222,8 +231,8 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 		}
 		failures++
 		n.log.Warn("upstream stream broke, resuming", "blob", fl.id, "offset", fl.state().written, "err", err)
-		if !n.backoff(failures) {
-			return n.ctx.Err()
+		if err := n.backoff(failures, err); err != nil {
+			return err
 		}
 	}
 }
@@ -248,7 +257,9 @@ func (n *Node) copyFromPeers(fl *fill, f *File, buf []byte) error {
 		fl.mu.Lock()
 		fl.source = SourcePeer
 		fl.mu.Unlock()
-		_, err = copyBody(fl, resp.Body, buf, fl.state().written, 0)
+		from := fl.state().written
+		_, err = copyBody(fl, resp.Body, buf, from, 0)
+		n.metrics.PeerBytesIn(fl.state().written - from)
 		resp.Body.Close()
 		var diskErr *diskError
 		if errors.As(err, &diskErr) {
@@ -317,15 +328,32 @@ func retryable(err error) bool {
 	return !errors.Is(err, context.Canceled)
 }
 
-// backoff waits before retry number i; false if the node is shutting down.
-func (n *Node) backoff(i int) bool {
-	d := 100 * time.Millisecond << min(i, 6)
+// maxRetryAfter is the longest Retry-After a fill waits out: clients are
+// waiting on it and read with a 10 s timeout (HF-PROTOCOL.md §2.3). Past
+// it the fill fails and clients get the Hub's 429 and Retry-After.
+const maxRetryAfter = 5 * time.Second
+
+// backoff waits before retry number i after err, or returns why not to
+// retry: err itself when the Hub asks to wait longer than maxRetryAfter,
+// the node's context error when it shuts down. The waits (0.1 s, doubling:
+// 3.1 s over five retries) are about the Hub client's for metadata (at most
+// 3 s), so a fill from an unreachable Hub fails before clients time out. A
+// Retry-After longer than the wait is honoured.
+func (n *Node) backoff(i int, err error) error {
+	d := 50 * time.Millisecond << min(i, 6)
+	var he *hubclient.Error
+	if errors.As(err, &he) && he.RetryAfter > d {
+		if he.RetryAfter > maxRetryAfter {
+			return err
+		}
+		d = he.RetryAfter
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return nil
 	case <-n.ctx.Done():
-		return false
+		return n.ctx.Err()
 	}
 }

@@ -122,26 +122,33 @@ type Config struct {
 	// WarmInterval is how often the warm list is walked again (so new
 	// commits on warmed branches are fetched).
 	WarmInterval time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// JobConcurrency is how many files of a prefetch job each owner fills
+	// at a time.
+	JobConcurrency int
+	Logger         *slog.Logger
+	Now            func() time.Time
+	// Metrics, when set, counts fills and peer traffic and reports the
+	// node's state (NewMetrics; one per node); nil counts nothing.
+	Metrics *Metrics
 }
 
 // DefaultConfig is a node's configuration with production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Name:         "hfcache",
-		AuthTTL:      5 * time.Minute,
-		FarRange:     64 << 20,
-		FillRetries:  5,
-		MetaEntries:  200_000,
-		HotThreshold: 20,
-		HotWindow:    time.Minute,
-		WarmInterval: time.Minute,
-		MaxFills:     64,
-		FillStreams:  8,
-		FillChunk:    16 << 20,
-		Logger:       slog.Default(),
-		Now:          time.Now,
+		Name:           "hfcache",
+		AuthTTL:        5 * time.Minute,
+		FarRange:       64 << 20,
+		FillRetries:    5,
+		MetaEntries:    200_000,
+		HotThreshold:   20,
+		HotWindow:      time.Minute,
+		WarmInterval:   time.Minute,
+		JobConcurrency: 4,
+		MaxFills:       64,
+		FillStreams:    8,
+		FillChunk:      16 << 20,
+		Logger:         slog.Default(),
+		Now:            time.Now,
 	}
 }
 
@@ -162,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.WarmInterval <= 0 {
 		errs = append(errs, errors.New("node: warm interval must be positive"))
+	}
+	if c.JobConcurrency <= 0 {
+		errs = append(errs, errors.New("node: job concurrency must be positive"))
 	}
 	if c.MetaEntries <= 0 {
 		errs = append(errs, errors.New("node: meta entries must be positive"))
@@ -187,10 +197,12 @@ type Node struct {
 	cluster *Cluster
 	peers   *peerClient
 	hot     *hotCounter
+	metrics *Metrics
 
 	warmMu    sync.Mutex
 	warmItems []WarmItem
 	warmKick  chan struct{}
+	jobs      *jobTable
 
 	mu    sync.Mutex
 	fills map[hf.BlobID]*fill
@@ -218,8 +230,14 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 		peers:    newPeerClient(cfg.PeerAuth, cfg.PeerTLS),
 		hot:      newHotCounter(cfg.HotThreshold, cfg.HotWindow, cfg.Now),
 		warmKick: make(chan struct{}, 1),
+		jobs:     newJobTable(),
+		metrics:  cfg.Metrics,
 		ctx:      ctx,
 		cancel:   cancel,
+	}
+	if err := cfg.Metrics.bind(n); err != nil {
+		cancel()
+		return nil, err
 	}
 	n.SetRemotes(remotes)
 	return n, nil

@@ -83,8 +83,8 @@ func (n *Node) fetchChunk(ctx context.Context, fl *fill, f *File, i int, buf []b
 		if failures++; failures > n.cfg.FillRetries {
 			return err
 		}
-		if !n.backoff(failures) {
-			return n.ctx.Err()
+		if err := n.backoff(failures, err); err != nil {
+			return err
 		}
 	}
 }

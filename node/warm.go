@@ -1,9 +1,6 @@
 package node
 
 import (
-	"context"
-	"encoding/json"
-	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -13,17 +10,31 @@ import (
 
 // WarmItem is a repository revision an immediate remote keeps filled.
 type WarmItem struct {
-	Remote   string
-	Repo     hf.Repo
-	Revision hf.Revision
-	Include  []string // globs over file paths; empty: every file
+	Remote string
+	// Repository is the configured repository whose warm list names the
+	// item: its fills count against that repository's quota.
+	Repository string
+	Repo       hf.Repo
+	Revision   hf.Revision
+	Include    []string // globs over file paths; empty: every file
 }
 
-// SetWarm replaces what the node keeps warm and starts a pass now.
+// key identifies the item among the warm jobs.
+func (it WarmItem) key() string {
+	return strings.Join(append([]string{it.Remote, it.Repository, it.Repo.Key(), string(it.Revision)}, it.Include...), "\x00")
+}
+
+// SetWarm replaces what the node keeps warm and starts a pass now; warm
+// jobs of items no longer listed are canceled.
 func (n *Node) SetWarm(items []WarmItem) {
 	n.warmMu.Lock()
 	n.warmItems = items
 	n.warmMu.Unlock()
+	keep := make(map[string]bool, len(items))
+	for _, it := range items {
+		keep[it.key()] = true
+	}
+	n.jobs.cancelWarm(keep)
 	select {
 	case n.warmKick <- struct{}{}:
 	default:
@@ -32,8 +43,10 @@ func (n *Node) SetWarm(items []WarmItem) {
 
 // warmLoop keeps the warm list filled: a pass at every change of the list
 // and every interval after, so new commits on a warmed branch are fetched.
-// Every node walks the whole list but fills only the blobs it owns, so each
-// blob is fetched by its owner.
+// A pass runs a prefetch job (jobs.go) per item, one after the other, on
+// the node that owns the item's repository on the ring; the job has each
+// blob filled by its owner. Any node may walk the list: the others skip
+// the items they do not own, so each item is walked once for the cluster.
 func (n *Node) warmLoop(interval time.Duration) {
 	defer n.wg.Done()
 	t := time.NewTicker(interval)
@@ -49,111 +62,32 @@ func (n *Node) warmLoop(interval time.Duration) {
 		items := n.warmItems
 		n.warmMu.Unlock()
 		for _, it := range items {
-			if n.ctx.Err() != nil {
+			if n.ctx.Err() != nil || !n.coordinatesWarm(it) {
+				continue
+			}
+			j := n.newJob(JobSpec{Remote: it.Remote, Repository: it.Repository, Repo: it.Repo, Revision: it.Revision, Include: it.Include}, TriggerWarm, it.key())
+			if err := n.launch(j); err != nil {
 				return
 			}
-			if err := n.warmOne(n.ctx, it); err != nil {
-				n.log.Warn("warming", "remote", it.Remote, "repo", it.Repo, "revision", it.Revision, "err", err)
+			select {
+			case <-j.done:
+			case <-n.ctx.Done():
+				return
 			}
 		}
 	}
 }
 
-// warmOne lists a repository revision and fills the owned blobs of the
-// files it includes, one at a time.
-func (n *Node) warmOne(ctx context.Context, it WarmItem) error {
-	files, err := n.listFiles(ctx, it)
+// coordinatesWarm reports whether this node walks a warm item: it is the
+// first live node of the item's repository on the ring (the node that
+// resolves the repository's metadata for the cluster).
+func (n *Node) coordinatesWarm(it WarmItem) bool {
+	r, err := n.remote(it.Remote)
 	if err != nil {
-		return err
+		n.log.Warn("warming: remote not configured here", "remote", it.Remote, "repo", it.Repo)
+		return false
 	}
-	filled := 0
-	for _, p := range files {
-		if !included(p, it.Include) {
-			continue
-		}
-		fp, err := hf.ParsePath(p)
-		if err != nil {
-			continue
-		}
-		f, err := n.Resolve(ctx, FileRequest{Remote: it.Remote, Repo: it.Repo, Revision: it.Revision, Path: fp, Access: AccessRemote})
-		if err != nil {
-			n.log.Warn("warming: resolving", "repo", it.Repo, "path", p, "err", err)
-			continue
-		}
-		if !n.Owns(f.Blob) || f.remote.Policy == PolicyStreamed {
-			continue
-		}
-		if _, ok := n.store.Stat(f.Blob); ok {
-			continue
-		}
-		if err := n.fillAndWait(ctx, f); err != nil {
-			n.log.Warn("warming: filling", "repo", it.Repo, "path", p, "err", err)
-			continue
-		}
-		filled++
-	}
-	if filled > 0 {
-		n.log.Info("warmed", "remote", it.Remote, "repo", it.Repo, "revision", it.Revision, "blobs", filled)
-	}
-	return nil
-}
-
-// fillAndWait fills a blob (or joins its fill) and waits for the end.
-func (n *Node) fillAndWait(ctx context.Context, f *File) error {
-	fl, err := n.startFill(f)
-	if err != nil {
-		return err
-	}
-	defer fl.release()
-	for {
-		st := fl.state()
-		if st.verified {
-			return nil
-		}
-		if st.err != nil {
-			return st.err
-		}
-		if st.storeErr != nil {
-			return st.storeErr
-		}
-		select {
-		case <-st.changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// listFiles lists every file of the revision through the tree API (all pages).
-func (n *Node) listFiles(ctx context.Context, it WarmItem) ([]string, error) {
-	q := url.Values{"recursive": {"true"}, "expand": {"false"}}
-	var out []string
-	for page := 0; page < 10_000; page++ {
-		resp, err := n.API(ctx, APIRequest{Remote: it.Remote, Access: AccessRemote, Repo: it.Repo, Endpoint: EndpointTree, Revision: it.Revision, Query: q})
-		if err != nil {
-			return nil, err
-		}
-		var entries []struct {
-			Type string `json:"type"`
-			Path string `json:"path"`
-		}
-		if err := json.Unmarshal(resp.Body, &entries); err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			if e.Type == "file" {
-				out = append(out, e.Path)
-			}
-		}
-		if resp.Next == "" {
-			return out, nil
-		}
-		_, rawQuery, _ := strings.Cut(resp.Next, "?")
-		if q, err = url.ParseQuery(rawQuery); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return n.cluster == nil || n.cluster.Route(scope(r, it.Repo), 3)[0].Name == n.cluster.Self()
 }
 
 // included reports whether p matches one of the globs (or there are none).

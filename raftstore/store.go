@@ -138,6 +138,8 @@ type Store struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
+	leaderChanges atomic.Uint64 // leaders seen (observeLeaders)
+
 	seedMu sync.Mutex
 	seed   []Command
 
@@ -237,6 +239,7 @@ func Open(cfg Config) (_ *Store, err error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.monitorLeadership()
+	s.observeLeaders()
 	log.Info("raft started", "id", cfg.NodeID, "addr", s.trans.LocalAddr(), "has_state", s.HasState())
 	return s, nil
 }

@@ -17,12 +17,13 @@ import (
 // adminClient from its flags; nothing is shared between runs.
 
 // addAdminCommands registers the admin CLI (remote, repository,
-// distribution, cluster), which talks to a node's admin API.
+// distribution, cluster, warm), which talks to a node's admin API.
 func addAdminCommands(root *cobra.Command) {
 	for _, k := range objectKinds() {
 		root.AddCommand(newObjectCmd(k))
 	}
 	root.AddCommand(newClusterCmd())
+	root.AddCommand(newWarmCmd())
 }
 
 const defaultAdminAddr = "http://127.0.0.1:8081"

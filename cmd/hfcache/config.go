@@ -25,6 +25,10 @@ type configApplier struct {
 	log     *slog.Logger
 	version string
 	sealer  *raftstore.Sealer
+	// stallTimeout is every remote client's StallTimeout (--upstream-stall-timeout).
+	stallTimeout time.Duration
+	// hubMetrics counts every remote client's upstream traffic (nil: none).
+	hubMetrics *hubclient.Metrics
 
 	mu      sync.Mutex
 	clients map[string]hubEntry // remote name → client for its URL
@@ -79,6 +83,10 @@ func (a *configApplier) apply() {
 			cfg.BaseURL = r.URL
 			cfg.UserAgent = "hfcache/" + a.version
 			cfg.Logger = a.log.With("remote", name)
+			if a.stallTimeout > 0 {
+				cfg.StallTimeout = a.stallTimeout
+			}
+			cfg.Metrics = a.hubMetrics.Remote(name)
 			c, err := hubclient.New(cfg)
 			if err != nil {
 				a.log.Error("remote not usable", "remote", name, "err", err)
@@ -109,6 +117,7 @@ func (a *configApplier) apply() {
 		if _, ok := s.Remotes[name]; !ok {
 			e.client.Close()
 			delete(a.clients, name)
+			a.hubMetrics.Forget(name)
 		}
 	}
 	var dists []httpapi.Distribution
@@ -137,7 +146,7 @@ func (a *configApplier) apply() {
 			if w.Revision != "" {
 				rev = hf.Revision(w.Revision)
 			}
-			warm = append(warm, node.WarmItem{Remote: repo.Remote, Repo: r, Revision: rev, Include: w.Include})
+			warm = append(warm, node.WarmItem{Remote: repo.Remote, Repository: repo.Name, Repo: r, Revision: rev, Include: w.Include})
 		}
 	}
 	quotas := map[string]int64{}

@@ -49,6 +49,7 @@ type serveFlags struct {
 	adminToken    string
 	maxFills      int
 	headerTimeout time.Duration
+	upstreamStall time.Duration
 	maxPerClient  int
 	tlsCert       string
 	tlsKey        string
@@ -104,6 +105,7 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.IntVar(&f.raftVoters, "raft-voters", 3, "how many nodes vote in Raft; the rest replicate as non-voters")
 	fs.DurationVar(&f.reapAfter, "reap-after", 10*time.Minute, "how long a failed node stays in the Raft configuration before the leader removes it")
 	fs.DurationVar(&f.headerTimeout, "read-header-timeout", 30*time.Second, "how long a client may take to send request headers (slowloris guard)")
+	fs.DurationVar(&f.upstreamStall, "upstream-stall-timeout", hubclient.DefaultConfig().StallTimeout, "how long an upstream download may send no data before it is abandoned and resumed")
 	fs.IntVar(&f.maxFills, "max-fills", 64, "concurrent upstream fills per node; past it requests for uncached blobs get 429")
 	fs.IntVar(&f.maxPerClient, "max-client-requests", 0, "concurrent requests per client address (0: no cap; behind a balancer all requests share its address)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate: serve the client and admin ports over TLS (with --tls-key)")
@@ -145,16 +147,20 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 
+	metrics := newNodeMetrics()
 	st, err := store.Open(store.Config{Dir: filepath.Join(dataDir, "store"), Budget: budget, Logger: log.With("component", "store"), Now: time.Now})
 	if err != nil {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	defer st.Close()
+	metrics.register(log, store.NewCollector(st))
 
 	hcfg := hubclient.DefaultConfig()
 	hcfg.BaseURL = f.upstream
 	hcfg.UserAgent = "hfcache/" + version
 	hcfg.Logger = log.With("component", "hubclient")
+	hcfg.StallTimeout = f.upstreamStall
+	hcfg.Metrics = metrics.hub.Remote(node.DefaultRemote)
 	hub, err := hubclient.New(hcfg)
 	if err != nil {
 		return err
@@ -204,6 +210,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("opening raft: %w", err)
 	}
 	defer rs.Shutdown()
+	metrics.register(log, raftstore.NewCollector(rs))
 	if rcfg.AdvertiseAddr == "" {
 		raftAdv = rs.Addr()
 	}
@@ -246,6 +253,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	ncfg.HotBytes = budget / 10
 	ncfg.MaxFills = f.maxFills
 	ncfg.PeerTLS = tlsc.peer
+	ncfg.Metrics = metrics.node
 	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{
 		Name: node.DefaultRemote, Hub: hub, Token: f.upstreamToken, Policy: node.PolicyOnDemand, RefTTL: f.refTTL,
 	})
@@ -254,7 +262,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != ""}, n,
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != "", Metrics: metrics.http}, n,
 		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
 
 	// Background work owned here: forming the Raft cluster, reconciling it
@@ -263,7 +271,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	var bgWG sync.WaitGroup
 	defer func() { stopBG(); bgWG.Wait() }()
 	sealer := raftstore.NewSealer(f.clusterSecret)
-	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version, sealer: sealer}
+	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version, sealer: sealer, stallTimeout: f.upstreamStall, hubMetrics: metrics.hub}
 	seed := seedCommands(f, sealer)
 	bgWG.Add(3)
 	go func() { defer bgWG.Done(); applier.run(bg) }()
@@ -278,6 +286,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		ReadHeaderTimeout: f.headerTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          serverErrorLog(log.With("component", "http")),
 	}
 	admin := &http.Server{
 		Handler: httpapi.NewAdmin(httpapi.AdminDeps{
@@ -291,6 +300,8 @@ func serve(ctx context.Context, f serveFlags) error {
 			Token:      f.adminToken,
 			Sealer:     sealer,
 			ForwardTLS: tlsc.peer,
+			Metrics:    metrics.reg,
+			Jobs:       n,
 			Ready: func() error {
 				if applier.appliedIndex() == 0 {
 					return errors.New("configuration not applied yet")
@@ -300,6 +311,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		}),
 		ReadHeaderTimeout: f.headerTimeout,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          serverErrorLog(log.With("component", "admin")),
 	}
 	errc := make(chan error, 2)
 	if tlsc.server != nil {

@@ -57,8 +57,12 @@ func (b *logBridge) line(line string) {
 }
 
 // parseLevel reads memberlist's "[DEBUG] ", "[INFO] ", "[WARN] " or
-// "[ERR] " prefix; a line without one is logged at info.
+// "[ERR] " prefix, or the bare "Err: " of its deadline errors (net.go); a
+// line without one is logged at info.
 func parseLevel(line string) (slog.Level, string) {
+	if msg, ok := strings.CutPrefix(line, "Err: "); ok {
+		return slog.LevelError, msg
+	}
 	if !strings.HasPrefix(line, "[") {
 		return slog.LevelInfo, line
 	}

@@ -24,7 +24,7 @@ func TestLogBridge(t *testing.T) {
 		"WARN Refuting a suspect message (from: b) from=memberlist",
 		"ERROR failed to receive: no installed keys could decrypt the message from=127.0.0.1:5001 from=memberlist hint=cluster secret mismatch?",
 		"ERROR Failed to encrypt local state: x",
-		"INFO Err: Could not set the deadline: x from=memberlist",
+		"ERROR Could not set the deadline: x from=memberlist",
 	} {
 		if sink.count(want) != 1 {
 			t.Errorf("no line %q in:\n%s", want, sink)

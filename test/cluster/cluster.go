@@ -22,6 +22,8 @@ import (
 	"github.com/hfcache/hfcache/node/membership"
 	"github.com/hfcache/hfcache/node/store"
 	"github.com/hfcache/hfcache/ring"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Secret is the harness's cluster secret.
@@ -34,6 +36,9 @@ type Node struct {
 	Node    *node.Node
 	Store   *store.Store
 	Members *membership.Membership
+	// Metrics is the node's own registry, as serve builds it (the admin
+	// port's /metrics): nodes in one process never share one.
+	Metrics *prometheus.Registry
 
 	srv  *httptest.Server
 	hub  *hubclient.Client
@@ -106,6 +111,8 @@ func (c *Cluster) Add() *Node {
 	hcfg.MaxRetries = 1
 	hcfg.RetryBase = 10 * time.Millisecond
 	hcfg.Logger = log
+	hubMetrics := hubclient.NewMetrics()
+	hcfg.Metrics = hubMetrics.Remote(node.DefaultRemote)
 	hc, err := hubclient.New(hcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +149,7 @@ func (c *Cluster) Add() *Node {
 	ncfg.Cluster = node.NewCluster(rg, members, log)
 	ncfg.PeerAuth = node.NewPeerAuth(Secret, time.Now)
 	ncfg.HotBytes = 1 << 28
+	ncfg.Metrics = node.NewMetrics()
 	if c.opts.NodeConfig != nil {
 		c.opts.NodeConfig(&ncfg)
 	}
@@ -151,10 +159,16 @@ func (c *Cluster) Add() *Node {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log}, n, httpapi.Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
+	httpMetrics := httpapi.NewMetrics(ncfg.Metrics)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), store.NewCollector(st), hubMetrics, httpMetrics)
+	if ncfg.Metrics != nil {
+		reg.MustRegister(ncfg.Metrics)
+	}
+	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log, Metrics: httpMetrics}, n, httpapi.Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
 	srv.Start()
 
-	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, srv: srv, hub: hc}
+	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, Metrics: reg, srv: srv, hub: hc}
 	stopped := false
 	nd.stop = func() {
 		if stopped {

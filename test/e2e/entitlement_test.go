@@ -73,6 +73,11 @@ func TestEntitlementMatrix(t *testing.T) {
 	}
 	p.stop(t)
 	logs := p.logs.String()
+	// What was searched includes the request log line of every request
+	// above (2 × 7 at least), each at info with its status.
+	if n := strings.Count(logs, `"msg":"request"`); n < 14 || !strings.Contains(logs, `"route":"resolve","distribution":"default","repo_type":"model","repo":"`+gatedID+`","revision":"main","path":"config.json","status":401`) {
+		t.Errorf("%d request log lines, or none for the gated repository's 401", n)
+	}
 	for _, secret := range []string{goodToken, otherToken, revoked, "hf_not_a_token", "hf_admin_secret_token", "hf_remote_secret_token", clusterSecret} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("a secret (%.6s…) appears in the logs", secret)
