@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -100,7 +99,7 @@ func newPeerClient(auth PeerAuth, tlsConfig *tls.Config) *peerClient {
 	return &peerClient{auth: auth, http: &http.Client{
 		Transport: &http.Transport{
 			TLSClientConfig:       tlsConfig,
-			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           peerDialer().DialContext,
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 5 * time.Minute, // an owner may wait on the Hub

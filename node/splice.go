@@ -32,8 +32,7 @@ func (p *peerClient) blobDirect(ctx context.Context, peer Peer, f *File, hdr htt
 		// TLS between nodes: no splicing through encryption.
 		return p.blob(ctx, peer, f, hdr, false)
 	}
-	d := net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, err := peerDialer().DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", errPeerDown, peer.Name, err)
 	}
