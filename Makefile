@@ -21,14 +21,17 @@ fakehub:
 	$(GO) run ./test/fakehub/cmd/fakehub
 
 # Everything the tests need: Go modules, the pinned npm packages of the
-# real Hugging Face client the end-to-end tests drive, and iproute2 (the
-# partition test puts nodes in network namespaces).
+# real Hugging Face client the end-to-end tests drive, iproute2 (the
+# partition test puts nodes in network namespaces) and chromium (the status
+# page test renders the page headless).
 deps:
 	$(GO) mod download
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
 		(echo "installing Node.js from Debian's packages"; apt-get update -qq && apt-get install -y -qq nodejs npm)
 	@command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || \
 		(echo "installing iproute2 (ip netns, for the partition test) from Debian's packages"; apt-get update -qq && apt-get install -y -qq iproute2)
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+		(echo "installing chromium (headless, for the status page test) from Debian's packages"; apt-get update -qq && apt-get install -y -qq chromium)
 	cd test/js && npm ci --no-audit --no-fund --loglevel=error
 
 check: vet
@@ -50,6 +53,16 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# The fake Hub, three nodes and a round-robin load balancer on loopback; the
+# real @huggingface/hub client downloads a model and a dataset through the
+# balancer twice, and the demo prints which node served each file and from
+# where (upstream, peer, disk). Stops everything at the end.
+.PHONY: demo
+demo: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hfcache
+	$(GO) build -o bin/fakehub ./test/fakehub/cmd/fakehub
+	$(GO) run ./test/demo -hfcache $(BIN) -fakehub bin/fakehub
 
 # Side-by-side benchmark: hfcache vs nginx (proxy_cache) in front of the same
 # fake Hub; installs nginx from Debian's packages if missing, writes
