@@ -31,9 +31,9 @@ import (
 )
 
 // minStopSeconds is the least time any stop timeout here may give a node:
-// in-flight requests get 30s, leaving the cluster 5s, plus a margin (and
-// the coming --drain-timeout on top).
-const minStopSeconds = 60
+// on SIGTERM readiness goes false for --drain-grace (5s), downloads get
+// --drain-timeout (60s), then leaving the cluster, plus a margin.
+const minStopSeconds = 80
 
 // testVersion is stamped into the test build through the Dockerfile's
 // VERSION build argument.

@@ -58,6 +58,10 @@ type AdminDeps struct {
 	Metrics prometheus.Gatherer
 	// Jobs runs prefetch jobs (/v1/jobs); nil serves none.
 	Jobs JobRunner
+	// Status feeds the status page at / (fills, repositories served,
+	// recent errors, ring shares); nil serves no page. Like every route
+	// but health, the page needs the token when one is set.
+	Status StatusSource
 }
 
 // memberView is one member in GET /v1/cluster/members.
@@ -97,13 +101,7 @@ func NewAdmin(d AdminDeps) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": d.Node.Name()})
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if d.Ready != nil {
-			if err := d.Ready(); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error(), "node": d.Node.Name()})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": d.Node.Name()})
+		serveReady(w, d.Node.Name(), d.Ready)
 	})
 	mux.HandleFunc("GET /v1/store", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Store())
@@ -125,6 +123,9 @@ func NewAdmin(d AdminDeps) http.Handler {
 	}
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", metricsHandler(d.Metrics))
+	}
+	if d.Status != nil {
+		mux.HandleFunc("GET /{$}", a.status)
 	}
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -47,6 +47,8 @@ func hubError(err error) (status int, code, msg, commit string) {
 		return http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method not allowed: this is a read-only Hugging Face Hub cache", ""
 	case errors.Is(err, node.ErrUnknownRemote):
 		return http.StatusServiceUnavailable, "RemoteNotConfigured", "This distribution's remote is not configured on this node yet", ""
+	case errors.Is(err, errDraining):
+		return http.StatusServiceUnavailable, "ServiceUnavailable", "This cache node is shutting down; retry (another node serves)", ""
 	case errors.Is(err, node.ErrBusy), errors.Is(err, errTooManyRequests):
 		return http.StatusTooManyRequests, "TooManyRequests", "Too many requests in progress; retry shortly", ""
 	case errors.Is(err, hubclient.ErrUnreachable):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/node"
 )
 
 // loggedResponse is the ResponseWriter every client-port handler writes
@@ -109,6 +110,7 @@ func (c *Client) endRequest(w *loggedResponse, r *http.Request, completed bool) 
 	h := w.Header()
 	relayed := h.Get(headerVia) != ""
 	c.cfg.Metrics.observe(w, relayed, !completed, took.Seconds())
+	c.recordActivity(w, r, relayed, completed)
 	ctx := r.Context()
 	if !c.log.Enabled(ctx, slog.LevelInfo) {
 		return
@@ -145,4 +147,37 @@ func (c *Client) endRequest(w *loggedResponse, r *http.Request, completed bool) 
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
 	c.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// Activity is what the status page learns from the client port; the node
+// (node.Node) satisfies it.
+type Activity interface {
+	RecordServed(repo string, bytes int64, hit bool)
+	RecordError(e node.RecentError)
+}
+
+var _ Activity = (*node.Node)(nil)
+
+// recordActivity tells the status page about a finished request: a file
+// download served (by repository), or a 5xx or aborted response.
+func (c *Client) recordActivity(w *loggedResponse, r *http.Request, relayed, completed bool) {
+	a := c.cfg.Activity
+	if a == nil {
+		return
+	}
+	if completed && w.route == routeResolve && r.Method == http.MethodGet && w.repo.ID != "" && w.status >= 200 && w.status < 300 {
+		a.RecordServed(w.repo.Key(), w.bytes, !relayed && w.Header().Get(headerSource) == node.SourceDisk)
+	}
+	if w.status >= 500 || !completed {
+		e := node.RecentError{Kind: "request", Status: w.status, Path: w.path, Detail: r.Method + " " + w.route.String()}
+		if w.repo.ID != "" {
+			e.Repo = w.repo.Key()
+		} else {
+			e.Path = r.URL.EscapedPath()
+		}
+		if !completed {
+			e.Detail += ", aborted mid-body"
+		}
+		a.RecordError(e)
+	}
 }

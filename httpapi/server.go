@@ -58,6 +58,12 @@ type Config struct {
 	RequirePeerCert bool
 	// Metrics counts requests (NewMetrics; one per node); nil counts nothing.
 	Metrics *Metrics
+	// Ready reports whether the node is ready to serve, for /-/ready (nil:
+	// always).
+	Ready func() error
+	// Activity is told the repositories served and the failed requests,
+	// for the status page (the node satisfies it); nil tells nothing.
+	Activity Activity
 }
 
 // Distribution is a base path clients point at, served from a remote.
@@ -78,6 +84,9 @@ type Client struct {
 	log   *slog.Logger
 	dists atomic.Pointer[[]Distribution]
 	limit *clientLimiter
+
+	draining atomic.Bool  // Drain: refuse new client requests
+	inflight atomic.Int64 // client requests and peer blob streams being served
 }
 
 // NewClient builds the client-facing handler serving dists.
@@ -143,11 +152,25 @@ func (c *Client) serve(w *loggedResponse, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": c.node.Name()})
 		return
 	}
+	if p == "/-/ready" {
+		w.route = routeHealth
+		serveReady(w, c.node.Name(), c.cfg.Ready)
+		return
+	}
 	if strings.HasPrefix(p, "/-/") {
 		w.route = peerRouteOf(p)
+		if p == node.PeerBlobPath { // a peer relaying a download: a drain waits for it too
+			c.inflight.Add(1)
+			defer c.inflight.Add(-1)
+		}
 		c.servePeer(w, r, p)
 		return
 	}
+	done, ok := c.admitClient(w)
+	if !ok {
+		return
+	}
+	defer done()
 	if r.Method == http.MethodOptions {
 		w.route = routePreflight
 		preflight(w)

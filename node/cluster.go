@@ -110,6 +110,14 @@ func (c *Cluster) Route(key string, n int) []Peer {
 	return out
 }
 
+// Peer is the named member, if it is alive and reachable over HTTP.
+func (c *Cluster) Peer(name string) (Peer, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.peers[name]
+	return p, ok && p.State == membership.StateAlive && p.ClientURL != ""
+}
+
 // Owns reports whether this node owns key on the current ring.
 func (c *Cluster) Owns(key string) bool {
 	o, ok := c.ring.Owner(key)

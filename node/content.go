@@ -43,6 +43,9 @@ func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
 		return n.OpenLocal(ctx, f, false)
 	}
 	if b, err := n.store.Open(f.Blob); err == nil {
+		if n.Owns(f.Blob) {
+			n.hot.served.record(f, n.cfg.Now())
+		}
 		return &Content{Size: f.Size, Source: SourceDisk, n: n, f: *f, blob: b}, nil
 	}
 	route := n.cluster.Route(f.Blob.String(), 3)
@@ -104,6 +107,7 @@ func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, e
 // With onlyDisk, a blob not on disk is ErrNotFound-wrapped store.ErrNotFound.
 func (n *Node) OpenLocal(ctx context.Context, f *File, onlyDisk bool) (*Content, error) {
 	c := &Content{Size: f.Size, n: n, f: *f}
+	n.hot.served.record(f, n.cfg.Now())
 	if onlyDisk {
 		b, err := n.store.Open(f.Blob)
 		if err != nil {

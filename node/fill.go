@@ -40,6 +40,10 @@ type fill struct {
 	finished bool          // the filling goroutine is done
 	source   string        // where the bytes come from: upstream or peer
 
+	// What the status page shows of it.
+	repo, path string
+	started    time.Time
+
 	// Parallel fills: bytes written per chunk of size chunk.
 	chunk     int64
 	chunkDone []int64
@@ -121,6 +125,7 @@ func (n *Node) startFill(f *File) (*fill, error) {
 		return nil, err
 	}
 	fl := newFill(f.Blob, f.Size, w)
+	fl.repo, fl.path, fl.started = f.Repo.Key(), string(f.Path), n.cfg.Now()
 	fl.refs++ // the caller's
 	n.fills[f.Blob] = fl
 	n.metrics.fillStarted()
@@ -152,6 +157,7 @@ func (n *Node) runFill(fl *fill, f File) {
 		fl.w.Abort()
 		fl.update(func() { fl.storeErr = err })
 		n.log.Error("store refused blob, passing bytes through", "blob", fl.id, "err", err)
+		n.RecordError(RecentError{Kind: "fill", Repo: fl.repo, Path: fl.path, Detail: err.Error()})
 	case errors.Is(err, errNotHeld):
 		fl.w.Abort()
 		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
@@ -161,6 +167,7 @@ func (n *Node) runFill(fl *fill, f File) {
 		fl.w.Abort()
 		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
 		n.log.Error("fill failed", "blob", fl.id, "repo", f.Repo, "path", f.Path, "err", err)
+		n.RecordError(RecentError{Kind: "fill", Repo: fl.repo, Path: fl.path, Detail: err.Error()})
 	}
 	n.mu.Lock()
 	delete(n.fills, fl.id)

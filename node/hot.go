@@ -19,6 +19,10 @@ type hotCounter struct {
 	start  time.Time
 	counts map[hf.BlobID]int
 	copies map[hf.BlobID]int64 // hot copies this node started, with sizes
+
+	// served counts serves of blobs this node owns: what it hands to their
+	// next owners when it drains (handoff.go).
+	served servedLog
 }
 
 func newHotCounter(threshold int, window time.Duration, now func() time.Time) *hotCounter {

@@ -198,6 +198,9 @@ type Node struct {
 	peers   *peerClient
 	hot     *hotCounter
 	metrics *Metrics
+	// activity is what the status page shows: repositories served,
+	// recent errors.
+	activity *activity
 
 	warmMu    sync.Mutex
 	warmItems []WarmItem
@@ -232,6 +235,7 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 		warmKick: make(chan struct{}, 1),
 		jobs:     newJobTable(),
 		metrics:  cfg.Metrics,
+		activity: newActivity(),
 		ctx:      ctx,
 		cancel:   cancel,
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +59,8 @@ type serveFlags struct {
 	peerTLSKey    string
 	logLevel      string
 	logFormat     string
+	drainTimeout  time.Duration
+	drainGrace    time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -78,9 +81,9 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 			if f.upstreamToken == "" {
 				f.upstreamToken = os.Getenv("HF_TOKEN")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, hurry, stop := stopSignals(cmd.Context())
 			defer stop()
-			return serve(ctx, f)
+			return serve(ctx, f, hurry)
 		},
 	}
 	host, _ := os.Hostname()
@@ -114,13 +117,47 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.StringVar(&f.peerTLSCert, "peer-tls-cert", "", "PEM client certificate this node presents to peers (with --peer-tls-key)")
 	fs.StringVar(&f.peerTLSKey, "peer-tls-key", "", "PEM private key for --peer-tls-cert")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token required on the admin API (all routes but health); set it in production; never logged")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 60*time.Second, "on SIGTERM, how long downloads under way (and the hand-off of hot blobs) may take after --drain-grace before they are cut")
+	fs.DurationVar(&f.drainGrace, "drain-grace", 5*time.Second, "on SIGTERM, how long /-/ready answers 503 while requests are still served, so load balancers take the node out first")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
 }
 
-// serve wires a node and runs it until ctx ends.
-func serve(ctx context.Context, f serveFlags) error {
+// errDrainSignal ends serve's context on SIGTERM: drain, then stop.
+var errDrainSignal = errors.New("SIGTERM")
+
+// stopSignals is a context that ends on SIGINT (stop now) or SIGTERM (its
+// cause is errDrainSignal: drain first), and a channel closed by a second
+// signal, which cuts a drain short.
+func stopSignals(parent context.Context) (context.Context, <-chan struct{}, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	hurry, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGTERM {
+				cancel(errDrainSignal)
+			} else {
+				cancel(errors.New("interrupted"))
+			}
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			close(hurry)
+		case <-done:
+		}
+	}()
+	return ctx, hurry, func() { signal.Stop(sigs); close(done); cancel(nil) }
+}
+
+// serve wires a node and runs it until ctx ends: at once, or after a drain
+// when ctx's cause is errDrainSignal (cut short when hurry closes).
+func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	log, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
 		return err
@@ -262,7 +299,23 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	st.SetOwned(n.Owns)
 	n.Start()
-	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != "", Metrics: metrics.http}, n,
+	// Ready: the store is open (it is, from here until serve returns), this
+	// node is on its ring, the replicated configuration is applied, and it
+	// is not draining. Both ports answer /-/ready with it.
+	var draining atomic.Bool
+	var applied func() uint64 // set once the applier exists
+	ready := func() error {
+		switch {
+		case draining.Load():
+			return errors.New("draining: shutting down")
+		case applied == nil || applied() == 0:
+			return errors.New("configuration not applied yet")
+		case !slices.Contains(n.RingMembers(), f.nodeName):
+			return errors.New("not on the ring yet")
+		}
+		return nil
+	}
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != "", Metrics: metrics.http, Activity: n, Ready: ready}, n,
 		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
 
 	// Background work owned here: forming the Raft cluster, reconciling it
@@ -272,6 +325,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer func() { stopBG(); bgWG.Wait() }()
 	sealer := raftstore.NewSealer(f.clusterSecret)
 	applier := &configApplier{rs: rs, node: n, client: clientAPI, log: log.With("component", "config"), version: version, sealer: sealer, stallTimeout: f.upstreamStall, hubMetrics: metrics.hub}
+	applied = applier.appliedIndex
 	seed := seedCommands(f, sealer)
 	bgWG.Add(3)
 	go func() { defer bgWG.Done(); applier.run(bg) }()
@@ -302,12 +356,8 @@ func serve(ctx context.Context, f serveFlags) error {
 			ForwardTLS: tlsc.peer,
 			Metrics:    metrics.reg,
 			Jobs:       n,
-			Ready: func() error {
-				if applier.appliedIndex() == 0 {
-					return errors.New("configuration not applied yet")
-				}
-				return nil
-			},
+			Status:     n,
+			Ready:      ready,
 		}),
 		ReadHeaderTimeout: f.headerTimeout,
 		MaxHeaderBytes:    64 << 10,
@@ -329,13 +379,33 @@ func serve(ctx context.Context, f serveFlags) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
 	case serveErr = <-errc:
 		log.Error("server stopped", "err", serveErr)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopTimeout := 30 * time.Second
+	if serveErr == nil && errors.Is(context.Cause(ctx), errDrainSignal) {
+		(&drain{log: log.With("component", "drain"), grace: f.drainGrace, timeout: f.drainTimeout, hurry: hurry,
+			draining: &draining, api: clientAPI, server: client, node: n, ringCfg: ringCfg, self: f.nodeName}).run()
+		// Leave the cluster while the client port still answers peers:
+		// Raft first (a leader hands leadership over; once this node has
+		// left gossip its peers would refuse its Raft connections), then
+		// gossip, so peers stop routing here before the port closes.
+		stopBG()
+		bgWG.Wait()
+		if err := rs.Shutdown(); err != nil {
+			log.Warn("stopping raft", "err", err)
+		}
+		if err := members.Leave(5 * time.Second); err != nil {
+			log.Warn("leaving the cluster", "err", err)
+		}
+		stopTimeout = 5 * time.Second // what was still under way had its time
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	client.Shutdown(sctx)
+	if err := client.Shutdown(sctx); err != nil {
+		client.Close() // cut what is still under way
+	}
 	admin.Shutdown(sctx)
 	stopBG()
 	bgWG.Wait()
