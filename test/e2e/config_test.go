@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,16 +21,43 @@ import (
 )
 
 // freeAddr reserves a loopback port for a process to bind later (fixed
-// ports let a restarted node come back at the same Raft address).
+// ports let a restarted node come back at the same Raft address): one whose
+// TCP and UDP ports are free now and that no other call in this test binary
+// returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		// Gossip binds UDP on the same port: it must be free too.
+		u, uerr := net.ListenPacket("udp", addr)
+		l.Close()
+		if uerr != nil {
+			continue
+		}
+		u.Close()
+		// The kernel may hand a just-closed port out again; an address given
+		// to one node must not be given to the next.
+		if handedOut.addrs[addr] {
+			continue
+		}
+		handedOut.addrs[addr] = true
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free TCP+UDP port on 127.0.0.1 after 100 tries")
+	return ""
 }
+
+// handedOut is every address freeAddr returned in this test binary.
+var handedOut = struct {
+	mu    sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 type raftNode struct {
 	name, dir, gossip, raft string
