@@ -124,20 +124,30 @@ func (c *Cluster) Owns(key string) bool {
 	return !ok || o == c.self
 }
 
-// Holders lists other alive nodes that may hold key's blob: its owners in
-// earlier ring versions first, then the current preference list.
+// Holders lists other nodes that may hold key's blob: its owners in earlier
+// ring versions first, then the current preference list; alive nodes
+// first, then suspect ones. A suspect node is often only slow (a loaded
+// machine misses a probe), and copying from it, bounded by the peer dial
+// and TCP timeouts, beats fetching the blob from the Hub a second time.
 func (c *Cluster) Holders(key string, n int) []Peer {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	seen := map[string]bool{c.self: true}
-	var out []Peer
+	var out, suspect []Peer
 	add := func(name string) {
 		if seen[name] {
 			return
 		}
 		seen[name] = true
-		if p, ok := c.peers[name]; ok && p.State == membership.StateAlive && p.ClientURL != "" {
+		p, ok := c.peers[name]
+		if !ok || p.ClientURL == "" {
+			return
+		}
+		switch p.State {
+		case membership.StateAlive:
 			out = append(out, p)
+		case membership.StateSuspect:
+			suspect = append(suspect, p)
 		}
 	}
 	for _, name := range c.ring.PreviousOwners(key) {
@@ -146,5 +156,5 @@ func (c *Cluster) Holders(key string, n int) []Peer {
 	for _, name := range c.ring.Preference(key, n) {
 		add(name)
 	}
-	return out
+	return append(out, suspect...)
 }
