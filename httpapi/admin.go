@@ -221,10 +221,9 @@ func (a *admin) transferLeadership(w http.ResponseWriter, r *http.Request) {
 // whether it answered.
 func (a *admin) forwardIfFollower(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	st := a.d.Config.Status()
-	// raftstore reports the state in lower case ("leader"). A node must
-	// never forward to itself, nor pass on a request it was forwarded: the
-	// request would loop until the node runs out of file descriptors.
-	if strings.EqualFold(st.State, "leader") || st.LeaderID == a.d.Node.Name() {
+	// A node must never forward to itself, nor pass on a request it was
+	// forwarded: the request would loop until it runs out of descriptors.
+	if st.IsLeader() || st.LeaderID == a.d.Node.Name() {
 		return false
 	}
 	if st.LeaderID == "" || r.Header.Get(headerForwarded) != "" {

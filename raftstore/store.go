@@ -476,6 +476,10 @@ type Status struct {
 	Servers      []Server `json:"servers"`
 }
 
+// IsLeader reports whether the node was the Raft leader when the status was
+// taken.
+func (st Status) IsLeader() bool { return st.State == "leader" }
+
 // Status reports this node's raft state and the configuration it knows.
 func (s *Store) Status() Status {
 	addr, id := s.raft.LeaderWithID()

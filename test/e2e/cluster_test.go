@@ -27,12 +27,19 @@ func startClusterNode(t *testing.T, hub *fakehub.Hub, i int, seed string) *proc 
 	return startProc(t, hub.URL(), t.TempDir(), args...)
 }
 
-// aliveMembers is one node's view of the alive members.
-func aliveMembers(t *testing.T, p *proc) int {
-	t.Helper()
-	resp, err := http.Get(p.AdminURL + "/v1/cluster/members")
+// memberStates is one node's view of the members, name → gossip state
+// (nil if the node cannot be asked). token is the admin token, if any.
+func memberStates(p *proc, token string) map[string]string {
+	req, err := http.NewRequest(http.MethodGet, p.AdminURL+"/v1/cluster/members", nil)
 	if err != nil {
-		return -1
+		return nil
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
 	}
 	defer resp.Body.Close()
 	var view struct {
@@ -41,12 +48,26 @@ func aliveMembers(t *testing.T, p *proc) int {
 			State string `json:"state"`
 		} `json:"members"`
 	}
-	if json.NewDecoder(resp.Body).Decode(&view) != nil {
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&view) != nil {
+		return nil
+	}
+	states := map[string]string{}
+	for _, m := range view.Members {
+		states[m.Name] = m.State
+	}
+	return states
+}
+
+// aliveMembers is one node's count of alive members (-1 if it cannot be
+// asked).
+func aliveMembers(p *proc, token string) int {
+	states := memberStates(p, token)
+	if states == nil {
 		return -1
 	}
 	n := 0
-	for _, m := range view.Members {
-		if m.State == "alive" {
+	for _, st := range states {
+		if st == "alive" {
 			n++
 		}
 	}
@@ -57,7 +78,7 @@ func waitMembers(t *testing.T, want int, procs ...*proc) {
 	t.Helper()
 	eventually(t, 30*time.Second, fmt.Sprintf("%d alive members on every node", want), func() bool {
 		for _, p := range procs {
-			if aliveMembers(t, p) != want {
+			if aliveMembers(p, "") != want {
 				return false
 			}
 		}

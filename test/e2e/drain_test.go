@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -201,22 +200,6 @@ func drainStart(t *testing.T, kn *killNode, hub *fakehub.Hub) {
 		"--drain-grace", "300ms", "--drain-timeout", "20s")
 }
 
-// distinctAddrs reserves n loopback ports for processes to bind later, all
-// different (freeAddr, called n times, may hand out a port twice).
-func distinctAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().String())
-	}
-	return out
-}
-
 // handOffs are the "blob handed off" lines of a node's log: blob → target,
 // and how many of the targets copied the blob from the node (rather than
 // holding it already).
@@ -269,9 +252,8 @@ func TestDrainRollingRestart(t *testing.T) {
 	hub.SetThrottle(2<<20, 0)
 
 	nodes := make([]*killNode, 3)
-	addrs := distinctAddrs(t, 3*len(nodes))
 	for i := range nodes {
-		nodes[i] = &killNode{name: fmt.Sprintf("drain%d", i+1), dir: t.TempDir(), listen: addrs[3*i], gossip: addrs[3*i+1], raft: addrs[3*i+2]}
+		nodes[i] = &killNode{name: fmt.Sprintf("drain%d", i+1), dir: t.TempDir(), listen: freeAddr(t), gossip: freeAddr(t), raft: freeAddr(t)}
 	}
 	byName := map[string]*killNode{}
 	for i, n := range nodes {
@@ -285,20 +267,7 @@ func TestDrainRollingRestart(t *testing.T) {
 	for _, n := range nodes {
 		drainStart(t, n, hub)
 	}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		for _, n := range nodes {
-			for _, p := range n.dead {
-				logs := p.logs.String()
-				if len(logs) > 8000 {
-					logs = "…" + logs[len(logs)-8000:]
-				}
-				t.Logf("%s logs before its restart (tail):\n%s", n.name, logs)
-			}
-		}
-	})
+	logDeadOnFailure(t, "restart", nodes)
 	all := func() []*proc { return []*proc{nodes[0].p, nodes[1].p, nodes[2].p} }
 	waitMembers(t, 3, all()...)
 	eventually(t, 30*time.Second, "three voters agreeing on a leader", func() bool { return killAgreedLeader(3, nodes...) != "" })

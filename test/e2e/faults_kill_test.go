@@ -182,31 +182,6 @@ func killLFSBlobs(blobs map[string]string) int {
 	return n
 }
 
-// killMemberState is the gossip state p sees for the member name ("" if
-// p does not list it or cannot be reached).
-func killMemberState(p *proc, name string) string {
-	resp, err := http.Get(p.AdminURL + "/v1/cluster/members")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var view struct {
-		Members []struct {
-			Name  string `json:"name"`
-			State string `json:"state"`
-		} `json:"members"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&view) != nil {
-		return ""
-	}
-	for _, m := range view.Members {
-		if m.Name == name {
-			return m.State
-		}
-	}
-	return ""
-}
-
 // killWaitDead waits until every observer's gossip declares name dead: the
 // cluster noticed the kill (and moved the node's keys away) before the
 // node comes back.
@@ -214,7 +189,7 @@ func killWaitDead(t *testing.T, name string, observers ...*killNode) {
 	t.Helper()
 	eventually(t, 30*time.Second, "gossip declaring "+name+" dead", func() bool {
 		for _, o := range observers {
-			if killMemberState(o.p, name) != "dead" {
+			if memberStates(o.p, "")[name] != "dead" {
 				return false
 			}
 		}
@@ -656,20 +631,7 @@ func TestKilledNodes(t *testing.T) {
 		n.start(t, hub)
 		byName[n.name] = n
 	}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		for _, n := range nodes {
-			for _, p := range n.dead {
-				logs := p.logs.String()
-				if len(logs) > 8000 {
-					logs = "…" + logs[len(logs)-8000:]
-				}
-				t.Logf("%s logs before its kill (tail):\n%s", n.name, logs)
-			}
-		}
-	})
+	logDeadOnFailure(t, "kill", nodes)
 	all := func() []*proc { return []*proc{nodes[0].p, nodes[1].p, nodes[2].p} }
 	waitMembers(t, 3, all()...)
 	var leaderName string
@@ -925,4 +887,20 @@ func killCheckKept(t *testing.T, n *killNode, held map[string]string) {
 	if got := killStoreBlobs(n.p); got < len(held) {
 		t.Errorf("%s's store indexes %d blobs after its restart, it held %d", n.name, got, len(held))
 	}
+}
+
+// logDeadOnFailure logs, if the test fails, the tail of each node's logs
+// from the processes it had before it was killed or restarted (the harness
+// logs the running ones).
+func logDeadOnFailure(t *testing.T, what string, nodes []*killNode) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range nodes {
+			for _, p := range n.dead {
+				t.Logf("%s logs before its %s (tail):\n%s", n.name, what, logTail(p.logs.String(), 8000))
+			}
+		}
+	})
 }

@@ -346,12 +346,16 @@ func (p *proc) stop(t *testing.T) {
 		t.Errorf("hfcache did not stop within 30s on SIGINT")
 	}
 	if t.Failed() {
-		logs := p.logs.String()
-		if len(logs) > 20000 {
-			logs = "…" + logs[len(logs)-20000:]
-		}
-		t.Logf("hfcache logs (tail):\n%s", logs)
+		t.Logf("hfcache logs (tail):\n%s", logTail(p.logs.String(), 20000))
 	}
+}
+
+// logTail is the last max bytes of logs.
+func logTail(logs string, max int) string {
+	if len(logs) > max {
+		return "…" + logs[len(logs)-max:]
+	}
+	return logs
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -82,33 +82,6 @@ func waitReady(t *testing.T, procs ...*proc) {
 	})
 }
 
-// warmAliveMembers is one node's count of alive members, asked with the
-// admin token.
-func warmAliveMembers(p *proc) int {
-	req, _ := http.NewRequest(http.MethodGet, p.AdminURL+"/v1/cluster/members", nil)
-	req.Header.Set("Authorization", "Bearer "+warmAdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var view struct {
-		Members []struct {
-			State string `json:"state"`
-		} `json:"members"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&view) != nil {
-		return -1
-	}
-	n := 0
-	for _, m := range view.Members {
-		if m.State == "alive" {
-			n++
-		}
-	}
-	return n
-}
-
 // TestWarmCommandAcrossCluster: `hfcache warm` against one node of three
 // has each blob filled by its owner on the ring, fetched from the Hub once
 // for the cluster, shows progress and a summary; afterwards any node
@@ -134,7 +107,7 @@ func TestWarmCommandAcrossCluster(t *testing.T) {
 	waitReady(t, procs...)
 	eventually(t, 30*time.Second, "3 alive members on every node", func() bool {
 		for _, p := range procs {
-			if warmAliveMembers(p) != 3 {
+			if aliveMembers(p, warmAdminToken) != 3 {
 				return false
 			}
 		}
