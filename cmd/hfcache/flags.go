@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,41 +62,25 @@ func parseSize(s string) (int64, error) {
 }
 
 // defaultBudget is 80% of the space the cache can have on the filesystem
-// holding dir (or its nearest existing parent): the free space plus what
-// the cache's own files already take, so a restarted node keeps the budget
+// holding dir (or its nearest existing parent): the free space plus used,
+// the bytes the store already holds, so a restarted node keeps the budget
 // it started with instead of shrinking by its own contents.
-func defaultBudget(dir string) (int64, error) {
+func defaultBudget(dir string, used int64) int64 {
 	for d := dir; ; {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(d, &st); err == nil {
 			free := float64(st.Bavail) * float64(st.Bsize)
-			return int64((free + float64(diskUsage(dir))) * 0.8), nil
+			return int64((free + float64(used)) * 0.8)
 		}
 		parent := d[:max(strings.LastIndexByte(strings.TrimSuffix(d, "/"), '/'), 0)]
 		if parent == "" {
-			parent = "."
 			if d == "." {
-				return 0, fmt.Errorf("cannot stat filesystem of %s", dir)
+				return 0 // the store refuses a zero budget
 			}
+			parent = "."
 		}
 		d = parent
 	}
-}
-
-// diskUsage is the bytes of the regular files under dir (0 if it does not
-// exist yet).
-func diskUsage(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		if fi, err := d.Info(); err == nil {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
 }
 
 // newLogger builds the process logger.

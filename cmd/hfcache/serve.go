@@ -179,17 +179,19 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	budget, err := budgetFor(f.cacheSize, dataDir)
+	budget, err := budgetFor(f.cacheSize)
 	if err != nil {
 		return err
 	}
 
 	metrics := newNodeMetrics()
-	st, err := store.Open(store.Config{Dir: filepath.Join(dataDir, "store"), Budget: budget, Logger: log.With("component", "store"), Now: time.Now})
+	st, err := store.Open(store.Config{Dir: filepath.Join(dataDir, "store"), Budget: budget, Logger: log.With("component", "store"), Now: time.Now,
+		BudgetFor: func(used int64) int64 { return defaultBudget(dataDir, used) }})
 	if err != nil {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	defer st.Close()
+	budget = st.Stats().Budget
 	metrics.register(log, store.NewCollector(st))
 
 	hcfg := hubclient.DefaultConfig()
@@ -422,7 +424,9 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	return serveErr
 }
 
-func budgetFor(flag, dataDir string) (int64, error) {
+// budgetFor is the --cache-size budget, or 0 for the default (which the
+// store computes with defaultBudget once it knows what it holds).
+func budgetFor(flag string) (int64, error) {
 	if flag != "" {
 		b, err := parseSize(flag)
 		if err != nil {
@@ -433,5 +437,5 @@ func budgetFor(flag, dataDir string) (int64, error) {
 		}
 		return b, nil
 	}
-	return defaultBudget(dataDir)
+	return 0, nil
 }

@@ -259,3 +259,21 @@ func TestOpenDropsVanishedFile(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestBudgetForCountsWhatIsStored(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), 1<<20, nil)
+	s := openStore(t, cfg)
+	put(t, s, hf.SHA256, randBytes(9, 1000))
+	s.Close()
+	var got int64 = -1
+	cfg.Budget = 0
+	cfg.BudgetFor = func(used int64) int64 { got = used; return used + 500 }
+	s = openStore(t, cfg)
+	if got != 1000 || s.Stats().Budget != 1500 {
+		t.Fatalf("BudgetFor saw %d used, budget %d; want 1000 and 1500", got, s.Stats().Budget)
+	}
+	cfg.BudgetFor = nil
+	if _, err := Open(cfg); err == nil {
+		t.Fatal("Budget 0 without BudgetFor must be refused")
+	}
+}

@@ -124,6 +124,11 @@ func (s *Store) scan() error {
 		s.used += e.size
 	}
 	heap.Init(&s.lru)
+	if s.cfg.Budget == 0 {
+		if s.cfg.Budget = s.cfg.BudgetFor(s.used); s.cfg.Budget <= 0 {
+			return fmt.Errorf("%w: store BudgetFor(%d) = %d must be positive", ErrInvalid, s.used, s.cfg.Budget)
+		}
+	}
 	s.evictLocked(s.cfg.Budget)
 
 	s.log.Info("store: opened", "dir", s.cfg.Dir, "blobs", len(s.entries), "used", s.used, "budget", s.cfg.Budget,

@@ -74,8 +74,12 @@ const (
 type Config struct {
 	// Dir is the data directory.
 	Dir string
-	// Budget is the byte budget for complete plus reserved blobs; > 0.
+	// Budget is the byte budget for complete plus reserved blobs; > 0,
+	// unless BudgetFor is set.
 	Budget int64
+	// BudgetFor, with Budget 0, computes the budget once Open has counted
+	// the bytes of the blobs already stored (used).
+	BudgetFor func(used int64) int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for access times; defaults to time.Now.
@@ -118,7 +122,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.Dir == "":
 		return fmt.Errorf("%w: store Dir is empty", ErrInvalid)
-	case c.Budget <= 0:
+	case c.Budget < 0 || (c.Budget == 0 && c.BudgetFor == nil):
 		return fmt.Errorf("%w: store Budget %d must be positive", ErrInvalid, c.Budget)
 	case c.FlushInterval < 0:
 		return fmt.Errorf("%w: store FlushInterval %v is negative", ErrInvalid, c.FlushInterval)
