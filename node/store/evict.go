@@ -26,10 +26,10 @@ func (s *Store) evictLocked(limit int64) bool {
 	if !over() {
 		return true
 	}
-	if s.isOwned != nil {
+	if s.isOwned != nil || s.isXorbOwned != nil {
 		var others []*entry
 		for _, e := range s.lru {
-			if e.pins == 0 && !s.isOwned(e.id) {
+			if e.pins == 0 && !s.ownedLocked(e) {
 				others = append(others, e)
 			}
 		}
@@ -66,7 +66,7 @@ func (s *Store) evictOneLocked(e *entry) {
 	s.removeLocked(e)
 	s.evictions++
 	s.evictedBytes += e.size
-	s.log.Debug("store: evicted blob", "blob", e.id.String(), "size", e.size)
+	s.log.Debug("store: evicted", "blob", e.id.String(), "size", e.size)
 }
 
 // older orders entries by last access, then by access order.

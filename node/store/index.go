@@ -12,7 +12,8 @@ import (
 )
 
 // Buckets of index.db. blobs maps id.String() to an encoded record; meta
-// holds one nested bucket per PutMeta bucket name.
+// holds one nested bucket per PutMeta bucket name; xorbs (xorbsBucket) maps
+// a xorb's hex hash to its chunk list (xorb.go).
 const (
 	blobsBucket = "blobs"
 	metaBucket  = "meta"
@@ -60,7 +61,7 @@ func openIndex(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("store: open index %s: %w", path, diskErr(err))
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{blobsBucket, metaBucket} {
+		for _, name := range []string{blobsBucket, metaBucket, xorbsBucket} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
 			}
@@ -150,23 +151,22 @@ func (s *Store) flush() error {
 	}
 
 	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(blobsBucket))
 		for id, gen := range dels {
-			k := []byte(id.String())
-			if r, ok := decodeRecord(b.Get(k)); ok && r.gen == gen {
+			b, k := indexKey(tx, id)
+			if g, _, ok := recordGen(id, b.Get(k)); ok && g == gen {
 				if err := b.Delete(k); err != nil {
 					return err
 				}
 			}
 		}
 		for _, u := range ups {
-			k := []byte(u.id.String())
-			r, ok := decodeRecord(b.Get(k))
-			if !ok || r.gen != u.gen || r.atime == u.atime {
+			b, k := indexKey(tx, u.id)
+			v := b.Get(k)
+			g, atime, ok := recordGen(u.id, v)
+			if !ok || g != u.gen || atime == u.atime {
 				continue
 			}
-			r.atime = u.atime
-			if err := b.Put(k, r.encode()); err != nil {
+			if err := b.Put(k, withATime(u.id, v, u.atime)); err != nil {
 				return err
 			}
 		}

@@ -19,6 +19,8 @@ type scanStats struct {
 	orphansIndexed int
 	orphansRemoved int
 	strays         int // files under blobs/ that are no blob path
+	xorbsDropped   int // xorb records without a matching file
+	xorbStrays     int // files under xorbs/ without a record
 	verifiedBytes  int64
 }
 
@@ -32,8 +34,10 @@ type scanStats struct {
 //     and indexed (access time = file mtime), or deleted if they do not
 //     match, or deleted unverified once Config.ScanVerifyBytes is used up;
 //     anything that is not a blob path is deleted;
-//  4. used bytes are summed from the surviving entries and the store is
-//     evicted down to its budget.
+//  4. xorb records whose file is missing are dropped and files under xorbs/
+//     without a record are deleted (scanXorbs);
+//  5. used bytes are summed from the surviving entries (blobs and xorbs) and
+//     the store is evicted down to its budget.
 func (s *Store) scan() error {
 	var st scanStats
 	if err := os.MkdirAll(s.tmpDir, 0o755); err != nil {
@@ -116,12 +120,21 @@ func (s *Store) scan() error {
 	for _, e := range orphans {
 		s.entries[e.id] = e
 	}
+	if err := s.scanXorbs(&st); err != nil {
+		return err
+	}
 
-	s.lru = make(lruHeap, 0, len(s.entries))
+	s.lru = make(lruHeap, 0, len(s.entries)+len(s.xorbs))
 	for _, e := range s.entries {
 		e.idx = len(s.lru)
 		s.lru = append(s.lru, e)
 		s.used += e.size
+	}
+	for _, e := range s.xorbs {
+		e.idx = len(s.lru)
+		s.lru = append(s.lru, e)
+		s.used += e.size
+		s.xorbUsed += e.size
 	}
 	heap.Init(&s.lru)
 	if s.cfg.Budget == 0 {
@@ -133,7 +146,8 @@ func (s *Store) scan() error {
 
 	s.log.Info("store: opened", "dir", s.cfg.Dir, "blobs", len(s.entries), "used", s.used, "budget", s.cfg.Budget,
 		"tmp_removed", st.tmpRemoved, "index_dropped", st.dropped, "orphans_indexed", st.orphansIndexed,
-		"orphans_removed", st.orphansRemoved, "strays_removed", st.strays, "evicted", s.evictions)
+		"orphans_removed", st.orphansRemoved, "strays_removed", st.strays, "evicted", s.evictions,
+		"xorbs", len(s.xorbs), "xorb_bytes", s.xorbUsed, "xorbs_dropped", st.xorbsDropped, "xorb_strays_removed", st.xorbStrays)
 	return nil
 }
 

@@ -4,10 +4,12 @@
 // Layout under Config.Dir:
 //
 //	blobs/{algo}/{hex[0:2]}/{hex}   complete, verified blobs (0644, dirs 0755)
+//	xorbs/{hex[0:2]}/{hex}          sparse Xet xorbs: the chunks held (xorb.go)
 //	tmp/                            blobs being filled; wiped at every Open
 //	index.db                        bbolt: size, last access and generation of
-//	                                every complete blob, plus the node's
-//	                                metadata buckets (PutMeta/GetMeta)
+//	                                every complete blob, the chunks held of
+//	                                every xorb, plus the node's metadata
+//	                                buckets (PutMeta/GetMeta)
 //
 // A blob is written through a Fill (Create, WriteAt, Commit). The bytes are
 // hashed as they arrive and Commit only moves the file into blobs/ when they
@@ -20,7 +22,8 @@
 // are not pinned (opened through Open and not yet closed); blobs the cluster
 // does not own (SetOwned) go first. Accesses are recorded in memory and
 // persisted in batches by a background flusher, never one bbolt write per
-// request.
+// request. Xorbs held sparsely (xorb.go) are entries of the same LRU and
+// budget, pinned while open through OpenXorb.
 package store
 
 import (
@@ -163,6 +166,7 @@ type Store struct {
 	log      *slog.Logger
 	blobsDir string
 	tmpDir   string
+	xorbsDir string
 
 	db       *bolt.DB
 	dbMu     sync.RWMutex // guards dbClosed; held shared around db use
@@ -180,7 +184,8 @@ type Store struct {
 	entries      map[hf.BlobID]*entry // complete blobs
 	lru          lruHeap              // the same entries, oldest access first
 	fills        map[hf.BlobID]*Fill  // open fills
-	used         int64                // bytes of complete blobs
+	used         int64                // bytes of complete blobs and xorb chunks
+	xorbUsed     int64                // bytes of xorb entries (part of used)
 	reserved     int64                // bytes reserved by open fills
 	pinned       int64                // bytes of complete blobs with pins > 0
 	evictions    int64
@@ -191,9 +196,15 @@ type Store struct {
 	pendingDel   map[hf.BlobID]uint64 // index deletions not yet flushed: id → generation
 	isOwned      func(hf.BlobID) bool
 	mem          memoryLRU // in-memory copies of small blobs
+
+	xorbs       map[string]*entry    // xorbs held, by hex hash (also in lru)
+	xorbLocks   map[string]*xorbLock // writers of a xorb, by hex hash
+	isXorbOwned func(string) bool
+	noPunch     bool // hole punching failed as unsupported
 }
 
-// entry is one complete blob, guarded by Store.mu.
+// entry is one complete blob, or one xorb (xorb != nil, id.Algo xorbAlgo,
+// size the bytes of its chunks), guarded by Store.mu.
 type entry struct {
 	id      hf.BlobID
 	size    int64
@@ -208,6 +219,8 @@ type entry struct {
 	data    []byte        // in-memory copy of a small blob, or nil
 	mod     time.Time     // the file's mtime, with data
 	memElem *list.Element // e in Store.mem.order, with data
+
+	xorb *xorbState // for a xorb
 }
 
 // Open opens (creating if needed) the store in cfg.Dir, cleans up after a
@@ -232,12 +245,15 @@ func Open(cfg Config) (*Store, error) {
 		log:        cfg.Logger,
 		blobsDir:   filepath.Join(cfg.Dir, "blobs"),
 		tmpDir:     filepath.Join(cfg.Dir, "tmp"),
+		xorbsDir:   filepath.Join(cfg.Dir, "xorbs"),
 		db:         db,
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		entries:    make(map[hf.BlobID]*entry),
 		fills:      make(map[hf.BlobID]*Fill),
 		pendingDel: make(map[hf.BlobID]uint64),
+		xorbs:      make(map[string]*entry),
+		xorbLocks:  make(map[string]*xorbLock),
 		mem:        memoryLRU{order: list.New(), limit: max(cfg.MemoryBytes, 0)},
 	}
 	if err := s.scan(); err != nil {
@@ -450,13 +466,15 @@ func (s *Store) SetOwned(isOwned func(hf.BlobID) bool) {
 // Stats is a snapshot of the store's accounting.
 type Stats struct {
 	Budget       int64 // Config.Budget
-	Used         int64 // bytes of complete blobs
-	Reserved     int64 // bytes reserved by open fills
-	Pinned       int64 // bytes of complete blobs open for reading
+	Used         int64 // bytes of complete blobs and xorb chunks
+	Reserved     int64 // bytes reserved by open fills and xorb writes
+	Pinned       int64 // bytes of complete blobs and xorbs open for reading
 	Blobs        int   // complete blobs
 	Fills        int   // open fills
-	Evictions    int64 // blobs evicted since Open
+	Evictions    int64 // blobs and xorbs evicted since Open
 	EvictedBytes int64 // bytes evicted since Open
+	Xorbs        int   // xorbs of which chunks are held
+	XorbBytes    int64 // bytes of xorb chunks (part of Used)
 }
 
 // Stats returns the current accounting.
@@ -472,6 +490,8 @@ func (s *Store) Stats() Stats {
 		Fills:        len(s.fills),
 		Evictions:    s.evictions,
 		EvictedBytes: s.evictedBytes,
+		Xorbs:        len(s.xorbs),
+		XorbBytes:    s.xorbUsed,
 	}
 }
 
@@ -513,7 +533,14 @@ func (s *Store) addLocked(e *entry) {
 // later fill of the same id is renamed into place.
 func (s *Store) removeLocked(e *entry) {
 	s.lru.remove(e)
-	delete(s.entries, e.id)
+	path := s.blobPath
+	if e.xorb != nil {
+		delete(s.xorbs, e.id.Hex)
+		s.xorbUsed -= e.size
+		path = func(id hf.BlobID) string { return s.xorbPath(id.Hex) }
+	} else {
+		delete(s.entries, e.id)
+	}
 	s.used -= e.size
 	if e.pins > 0 {
 		s.pinned -= e.size
@@ -521,14 +548,14 @@ func (s *Store) removeLocked(e *entry) {
 	e.removed = true
 	s.memDropLocked(e)
 	s.pendingDel[e.id] = e.gen
-	if err := os.Remove(s.blobPath(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("store: removing blob file", "blob", e.id.String(), "err", err)
 	}
 }
 
 // dropLocked removes e if it is still current, after finding its file broken.
 func (s *Store) dropLocked(e *entry, reason string) {
-	if s.entries[e.id] != e {
+	if !s.currentLocked(e) {
 		return
 	}
 	s.log.Warn("store: dropping blob", "blob", e.id.String(), "reason", reason)
