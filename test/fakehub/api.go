@@ -1,11 +1,7 @@
 package fakehub
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -276,25 +272,4 @@ func (h *Hub) setNextLink(w http.ResponseWriter, r *http.Request, key, value str
 	q.Set(key, value)
 	u := h.baseURL(r) + r.URL.EscapedPath() + "?" + q.Encode()
 	w.Header().Set("Link", "<"+u+`>; rel="next"`)
-}
-
-// xetReadToken answers the Xet token route with the JSON body and X-Xet-* headers.
-func (h *Hub) xetReadToken(w http.ResponseWriter, r *http.Request, rp *repo, rev string) {
-	c := h.resolveRev(w, r, rp, rev)
-	if c == nil {
-		return
-	}
-	exp := h.clock().Add(time.Hour).Unix()
-	m := hmac.New(sha256.New, h.signKey)
-	m.Write([]byte("xet " + rp.objID + " " + strconv.FormatInt(exp, 10)))
-	tok := "xet_" + hex.EncodeToString(m.Sum(nil))[:40]
-	hd := w.Header()
-	hd.Set("X-Xet-Access-Token", tok)
-	hd.Set("X-Xet-Token-Expiration", strconv.FormatInt(exp, 10))
-	hd.Set("X-Xet-Cas-Url", xetCASURL)
-	h.mu.RLock()
-	id := rp.id
-	h.mu.RUnlock()
-	hd.Set("X-Xet-Refresh-Route", "/api/"+rp.typ.Plural()+"/"+id+"/xet-read-token/"+url.PathEscape(rev))
-	writeJSON(w, r, map[string]any{"accessToken": tok, "exp": exp, "casUrl": xetCASURL})
 }

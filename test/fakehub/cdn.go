@@ -18,6 +18,9 @@ import (
 var cdnPath = regexp.MustCompile(`^/repos/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})$`)
 
 func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
+	if h.serveCAS(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		s3Error(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "The specified method is not allowed against this resource.")

@@ -1,7 +1,9 @@
 // Package fakehub is a faithful fake of huggingface.co for tests: the Hub's
 // file (resolve, raw, resolve-cache), metadata (info, tree, paths-info, refs,
 // commits) and auth contract as the project's HF-PROTOCOL.md describes it, plus
-// a separate "CDN" listener that serves LFS bytes behind signed URLs.
+// a separate "CDN" listener that serves LFS bytes behind signed URLs and is
+// also the Xet CAS: reconstructions (v1, v2) behind Xet tokens and xorb byte
+// ranges behind signed URLs, for Xet files chunked into real xorbs.
 //
 // It is strict on purpose: ETags are real hashes, errors carry the Hub's
 // X-Error-Code headers, regular files by branch go through the
@@ -11,7 +13,7 @@
 //
 // Tests build repositories with AddRepo/Commit/SetRef, run the fake with Start
 // (or mount Handler in httptest), observe traffic with Stats and inject
-// trouble with Close/Restart, SetThrottle and SetFault.
+// trouble with Close/Restart, SetThrottle, SetFault and SetXorbCorruption.
 package fakehub
 
 import (
@@ -26,6 +28,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hfcache/hfcache/hubclient/xet"
 )
 
 // Hub is the fake huggingface.co plus its CDN. All methods are safe for
@@ -40,6 +44,12 @@ type Hub struct {
 	genBlobs  map[genKey]*blob
 	seq       int64
 
+	// The Xet CAS (xet.go, cas.go), under mu: every xorb by name, the xorb
+	// and index holding each chunk hash, and every Xet file by file id.
+	xorbs      map[string]*xorb
+	chunkIndex map[xet.Hash]chunkLoc
+	xetFiles   map[string]*xetFile
+
 	cfgMu        sync.RWMutex
 	pageSize     int
 	rate         int64
@@ -48,6 +58,7 @@ type Hub struct {
 	resolveCache bool
 	urlTTL       time.Duration
 	now          func() time.Time
+	xet          xetConfig
 
 	signKey []byte
 	reqSeq  atomic.Uint64
@@ -59,6 +70,7 @@ type Hub struct {
 	lmu      sync.Mutex
 	hubURL   string // advertised URLs
 	cdnURL   string
+	casURL   string   // "" = cdnURL
 	hubAddrs []string // listen addresses, kept for Restart
 	cdnAddrs []string
 	servers  []*http.Server
@@ -83,6 +95,10 @@ func New() *Hub {
 		grants:       map[string]map[string]bool{},
 		blobs:        map[string]*blob{},
 		genBlobs:     map[genKey]*blob{},
+		xorbs:        map[string]*xorb{},
+		chunkIndex:   map[xet.Hash]chunkLoc{},
+		xetFiles:     map[string]*xetFile{},
+		xet:          defaultXetConfig(),
 		pageSize:     DefaultPageSize,
 		resolveCache: true,
 		urlTTL:       time.Hour,
@@ -99,7 +115,8 @@ func New() *Hub {
 // redirects point at CDNURL, which is empty unless Start or SetURLs set it.
 func (h *Hub) Handler() http.Handler { return h.hubHandler }
 
-// CDNHandler is the CDN's handler.
+// CDNHandler is the CDN's handler; it is also the Xet CAS's (paths
+// /v1/reconstructions/, /v2/reconstructions/, /reconstruction/, /xorbs/).
 func (h *Hub) CDNHandler() http.Handler { return h.cdnHandler }
 
 // Start listens on 127.0.0.1:0 for the Hub and on a separate 127.0.0.1:0
@@ -208,7 +225,8 @@ func (h *Hub) CDNURL() string {
 
 // SetURLs overrides the advertised base URLs (pagination Links, Xet Links,
 // CDN redirects), e.g. when serving Handler and CDNHandler from httptest.
-// An empty string leaves that URL unchanged.
+// An empty string leaves that URL unchanged. The CAS URL follows the CDN
+// URL unless SetCASURL set it.
 func (h *Hub) SetURLs(hubURL, cdnURL string) {
 	h.lmu.Lock()
 	defer h.lmu.Unlock()
@@ -304,7 +322,8 @@ func (h *Hub) SetPageSize(n int) {
 }
 
 // SetFault installs a hook run before every Hub and CDN request (CDN paths
-// start with "/repos/"); when it returns true it has answered the request and
+// start with "/repos/"; the CAS's, on the CDN listener, with "/v1/",
+// "/v2/", "/reconstruction/" and "/xorbs/"); when it returns true it has answered the request and
 // the fake does nothing more. nil removes it.
 func (h *Hub) SetFault(f func(w http.ResponseWriter, r *http.Request) bool) {
 	h.cfgMu.Lock()

@@ -166,7 +166,7 @@ func TestFault(t *testing.T) {
 
 func TestGeneratedContent(t *testing.T) {
 	const size = 100_003
-	g := genReader{seed: 5, size: size}
+	g := genReader{genSpec: genSpec{seed: 5}, size: size}
 	full := make([]byte, size)
 	if n, err := g.ReadAt(full, 0); n != size || err != nil {
 		t.Fatalf("ReadAt full: %d %v", n, err)
@@ -187,11 +187,11 @@ func TestGeneratedContent(t *testing.T) {
 	}
 	// Seeds differ, the same seed is deterministic, and content is not trivially zero.
 	other := make([]byte, 64)
-	genReader{seed: 6, size: 64}.ReadAt(other, 0)
+	genReader{genSpec: genSpec{seed: 6}, size: 64}.ReadAt(other, 0)
 	if bytes.Equal(other, full[:64]) || bytes.Equal(full[:64], make([]byte, 64)) {
 		t.Fatal("generated content is not seed dependent")
 	}
-	b := newGenBlob(size, 5)
+	b := newGenBlob(size, genSpec{seed: 5})
 	if b.sha256 != hf.SHA256Hex(full) || b.gitSHA1 != hf.GitBlobSHA1(full) {
 		t.Fatal("generated blob hashes")
 	}

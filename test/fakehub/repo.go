@@ -21,7 +21,18 @@ type File struct {
 	Size int64  // with Data == nil: size of deterministic pseudo-random content from Seed
 	Seed int64
 	LFS  bool // stored with Git LFS: resolve answers 302 to the CDN
-	Xet  bool // LFS and Xet-backed (implies LFS)
+	Xet  bool // LFS and Xet-backed (implies LFS): chunked into the fake CAS's xorbs
+
+	// Compressible (with Data == nil) generates partly compressible content:
+	// 160 KiB blocks that are in turn random (stored uncompressed), text-like
+	// (LZ4 shrinks them) and float-like (ByteGrouping4LZ4 shrinks them).
+	Compressible bool
+	// PrefixLen and PrefixSeed (with Data == nil): the first PrefixLen bytes
+	// are those of the generated file {Seed: PrefixSeed} (same Compressible),
+	// the rest those of {Seed: Seed}. Two Xet files sharing a prefix share
+	// every chunk that ends within it (see XetChunks).
+	PrefixLen  int64
+	PrefixSeed int64
 }
 
 // RepoSpec describes a repository to create.
@@ -87,6 +98,9 @@ type repo struct {
 	tags     map[string]string
 	special  map[string]string // "refs/pr/1", "refs/convert/parquet" -> commit id
 	commits  map[string]*commit
+	// xetHashes are the Xet file ids of every commit: what a Xet token of
+	// this repo may reconstruct.
+	xetHashes map[string]bool
 }
 
 func repoKey(t hf.RepoType, id string) string { return string(t) + "/" + id }
@@ -193,13 +207,24 @@ func (h *Hub) buildEntry(f File) *entry {
 	if f.Data != nil || f.Size == 0 {
 		b = newDataBlob(f.Data)
 	} else {
-		k := genKey{size: f.Size, seed: f.Seed}
+		g := genSpec{seed: f.Seed, compressible: f.Compressible}
+		if f.PrefixLen > 0 {
+			g.prefixSeed, g.prefixLen = f.PrefixSeed, f.PrefixLen
+		}
+		k := genKey{size: f.Size, gen: g}
 		if b = h.genBlobs[k]; b == nil {
-			b = newGenBlob(f.Size, f.Seed)
+			if f.Xet {
+				b = h.newXetGenBlob(f.Size, g)
+			} else {
+				b = newGenBlob(f.Size, g)
+			}
 			h.genBlobs[k] = b
 		}
 	}
 	if prev := h.blobs[b.sha256]; prev != nil {
+		if prev.xet == nil && prev.pending == nil {
+			prev.pending = b.pending
+		}
 		b = prev
 	} else {
 		h.blobs[b.sha256] = b
@@ -210,12 +235,15 @@ func (h *Hub) buildEntry(f File) *entry {
 		e.oid = hf.GitBlobSHA1(e.pointer)
 	}
 	if e.xet {
-		e.xetHash = xetHashOf(b.sha256)
+		e.xetHash = h.registerXet(b).hash.String()
 	}
 	return e
 }
 
-type genKey struct{ size, seed int64 }
+type genKey struct {
+	size int64
+	gen  genSpec
+}
 
 // newCommit records a commit of files on top of parent (nil for the first one).
 func (h *Hub) newCommit(rp *repo, parent *commit, files map[string]*entry, title string) *commit {
@@ -248,6 +276,11 @@ func (h *Hub) newCommit(rp *repo, parent *commit, files map[string]*entry, title
 	}
 	c.buildNodes(paths)
 	rp.commits[c.id] = c
+	for _, e := range files {
+		if e.xet {
+			rp.xetHashes[e.xetHash] = true
+		}
+	}
 	return c
 }
 
@@ -323,7 +356,7 @@ func (h *Hub) AddRepo(spec RepoSpec) (commitID string) {
 		private: spec.Private, gated: spec.Gated, disabled: spec.Disabled,
 		created:  h.clock().UTC().Truncate(time.Millisecond),
 		branches: map[string]string{}, tags: map[string]string{}, special: map[string]string{},
-		commits: map[string]*commit{},
+		commits: map[string]*commit{}, xetHashes: map[string]bool{},
 	}
 	files := map[string]*entry{}
 	for _, f := range spec.Files {

@@ -25,9 +25,6 @@ type fileRoute struct {
 	cached   bool // /api/resolve-cache/...: never redirect to itself
 }
 
-// xetCASURL is the Xet CAS server the Hub points clients at.
-const xetCASURL = "https://cas-server.xethub.hf.co"
-
 const xetFileInfoType = "application/vnd.xet-fileinfo+json"
 
 // serveFileRoute answers resolve, raw and resolve-cache requests.
@@ -119,7 +116,7 @@ func (h *Hub) serveLFS(w http.ResponseWriter, r *http.Request, fr fileRoute, c *
 	hd.Set(hf.HeaderLinkedSize, strconv.FormatInt(e.blob.size, 10))
 	base := h.baseURL(r)
 	tokenURL := base + "/api/" + fr.typ.Plural() + "/" + fr.id + "/xet-read-token/" + c.id
-	reconURL := xetCASURL + "/v1/reconstructions/" + e.xetHash
+	reconURL := h.casBase(r) + "/v1/reconstructions/" + e.xetHash
 	if e.xet {
 		hd.Set("X-Xet-Hash", e.xetHash)
 		hd.Set("Link", "<"+tokenURL+`>; rel="xet-auth", <`+reconURL+`>; rel="xet-reconstruction-info"`)

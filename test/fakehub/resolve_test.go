@@ -215,7 +215,7 @@ func TestResolveXet(t *testing.T) {
 	if !fi.Xet || !fi.LFS || len(fi.XetHash) != 64 {
 		t.Fatalf("FileInfo %+v", fi)
 	}
-	wantLink := "<" + h.URL() + "/api/models/" + modelID + "/xet-read-token/" + commit + `>; rel="xet-auth", <https://cas-server.xethub.hf.co/v1/reconstructions/` + fi.XetHash + `>; rel="xet-reconstruction-info"`
+	wantLink := "<" + h.URL() + "/api/models/" + modelID + "/xet-read-token/" + commit + `>; rel="xet-auth", <` + h.CASURL() + `/v1/reconstructions/` + fi.XetHash + `>; rel="xet-reconstruction-info"`
 	r := head(t, fileURL(h, "main", "xet.bin")).wantStatus(t, http.StatusFound)
 	r.wantHeader(t, "X-Xet-Hash", fi.XetHash).wantHeader(t, "Link", wantLink)
 	r.wantHeader(t, hf.HeaderLinkedETag, `"`+fi.SHA256+`"`).wantHeader(t, hf.HeaderLinkedSize, strconv.FormatInt(fi.Size, 10))
@@ -242,10 +242,10 @@ func TestResolveXet(t *testing.T) {
 		CasURL      string `json:"casUrl"`
 	}
 	x.json(t, &tok)
-	if tok.AccessToken == "" || tok.Exp == 0 || tok.CasURL != xetCASURL {
+	if tok.AccessToken == "" || tok.Exp == 0 || tok.CasURL != h.CASURL() {
 		t.Fatalf("xet token %+v", tok)
 	}
-	x.wantHeader(t, "X-Xet-Access-Token", tok.AccessToken).wantHeader(t, "X-Xet-Cas-Url", xetCASURL)
+	x.wantHeader(t, "X-Xet-Access-Token", tok.AccessToken).wantHeader(t, "X-Xet-Cas-Url", h.CASURL())
 	x.wantHeader(t, "X-Xet-Token-Expiration", strconv.FormatInt(tok.Exp, 10))
 	get(t, h.URL()+"/api/models/"+modelID+"/xet-read-token/nope").wantError(t, 404, hf.CodeRevisionNotFound)
 }

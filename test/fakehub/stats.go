@@ -2,6 +2,7 @@ package fakehub
 
 import (
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 )
@@ -35,6 +36,84 @@ type Stats struct {
 	FetchBytes      map[string]int64 // body bytes written per content address
 	CDNAuthRejected int              // CDN requests refused because they carried Authorization
 	Log             []Exchange       // finished exchanges in completion order (the first MaxLog since ResetStats)
+
+	XetTokens       int            // xet-read-token requests answered 200
+	Reconstructions map[string]int // CAS reconstruction requests (v1, v2, legacy; any status) per file id
+	XorbFetches     []XorbFetch    // every xorb URL request, in completion order (the first MaxLog)
+}
+
+// XorbFetch is one request of a signed xorb URL.
+type XorbFetch struct {
+	Xorb      string      // xorb hash
+	Method    string      // GET or HEAD
+	Status    int         // 206 when served; 403, 404, 416 otherwise
+	Ranges    []ByteRange // the requested byte ranges (parsed Range header)
+	Bytes     int64       // xorb bytes served: the ranges' total when Status is 206 and Method GET
+	BodyBytes int64       // body bytes written (with multipart framing), as far as the client read
+}
+
+// ByteRange is an inclusive range of bytes.
+type ByteRange struct{ Start, End int64 }
+
+// XorbRangeKey names one byte range of one xorb.
+type XorbRangeKey struct {
+	Xorb       string
+	Start, End int64 // inclusive
+}
+
+// XorbRangeFetches counts, per xorb byte range, the GETs that served it (206).
+func (s Stats) XorbRangeFetches() map[XorbRangeKey]int {
+	out := map[XorbRangeKey]int{}
+	for _, f := range s.XorbFetches {
+		if f.Method == http.MethodGet && f.Status == http.StatusPartialContent {
+			for _, r := range f.Ranges {
+				out[XorbRangeKey{f.Xorb, r.Start, r.End}]++
+			}
+		}
+	}
+	return out
+}
+
+// XorbBytesServed is the xorb bytes served by GETs for one xorb ("" = all).
+func (s Stats) XorbBytesServed(xorb string) int64 {
+	var n int64
+	for _, f := range s.XorbFetches {
+		if xorb == "" || f.Xorb == xorb {
+			n += f.Bytes
+		}
+	}
+	return n
+}
+
+// XorbRefetchedBytes is how many bytes of one xorb ("" = of every xorb)
+// were served by GETs more than once: 0 when every byte (so every shared
+// chunk) was fetched at most once.
+func (s Stats) XorbRefetchedBytes(xorb string) int64 {
+	type ev struct {
+		at    int64
+		delta int
+	}
+	per := map[string][]ev{}
+	for _, f := range s.XorbFetches {
+		if (xorb != "" && f.Xorb != xorb) || f.Method != http.MethodGet || f.Status != http.StatusPartialContent {
+			continue
+		}
+		for _, r := range f.Ranges {
+			per[f.Xorb] = append(per[f.Xorb], ev{r.Start, 1}, ev{r.End + 1, -1})
+		}
+	}
+	var n int64
+	for _, evs := range per {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+		depth := 0
+		for i, e := range evs {
+			if i > 0 && depth > 1 {
+				n += int64(depth-1) * (e.at - evs[i-1].at)
+			}
+			depth += e.delta
+		}
+	}
+	return n
 }
 
 // BodyFetches is how many responses (Hub or CDN) started sending the body of
@@ -77,6 +156,7 @@ func (rc *recorder) reset() {
 	rc.s = Stats{
 		Calls: map[Request]int{}, PathBytes: map[string]int64{},
 		Fetches: map[string]int{}, FetchBytes: map[string]int64{},
+		Reconstructions: map[string]int{},
 	}
 }
 
@@ -88,6 +168,12 @@ func (rc *recorder) snapshot() Stats {
 		Fetches: make(map[string]int, len(rc.s.Fetches)), FetchBytes: make(map[string]int64, len(rc.s.FetchBytes)),
 		CDNAuthRejected: rc.s.CDNAuthRejected,
 		Log:             append([]Exchange(nil), rc.s.Log...),
+		XetTokens:       rc.s.XetTokens,
+		Reconstructions: make(map[string]int, len(rc.s.Reconstructions)),
+		XorbFetches:     append([]XorbFetch(nil), rc.s.XorbFetches...),
+	}
+	for k, v := range rc.s.Reconstructions {
+		s.Reconstructions[k] = v
 	}
 	for k, v := range rc.s.Calls {
 		s.Calls[k] = v
@@ -122,7 +208,8 @@ type exchangeWriter struct {
 	r           *http.Request
 	ex          Exchange
 	wroteHeader bool
-	fetch       bool // the body is file content
+	fetch       bool       // the body is file content
+	xorb        *XorbFetch // a xorb request, logged at the end
 }
 
 // serving tells the recorder which content the body about to be written is.
@@ -181,7 +268,37 @@ func (ew *exchangeWriter) end() {
 	if len(ew.rc.s.Log) < MaxLog {
 		ew.rc.s.Log = append(ew.rc.s.Log, ew.ex)
 	}
+	if x := ew.xorb; x != nil && len(ew.rc.s.XorbFetches) < MaxLog {
+		x.Status, x.BodyBytes = ew.ex.Status, ew.ex.Bytes
+		if x.Method == http.MethodGet && x.Status == http.StatusPartialContent {
+			for _, r := range x.Ranges {
+				x.Bytes += r.End - r.Start + 1
+			}
+		}
+		ew.rc.s.XorbFetches = append(ew.rc.s.XorbFetches, *x)
+	}
 	ew.rc.mu.Unlock()
+}
+
+// noteXetToken counts a Xet token handed out.
+func (rc *recorder) noteXetToken() {
+	rc.mu.Lock()
+	rc.s.XetTokens++
+	rc.mu.Unlock()
+}
+
+// noteReconstruction counts a reconstruction request.
+func (rc *recorder) noteReconstruction(fileHash string) {
+	rc.mu.Lock()
+	rc.s.Reconstructions[fileHash]++
+	rc.mu.Unlock()
+}
+
+// servingXorb marks the request as a xorb request to log in XorbFetches.
+func servingXorb(r *http.Request, f XorbFetch) {
+	if ew, ok := r.Context().Value(recKey{}).(*exchangeWriter); ok {
+		ew.xorb = &f
+	}
 }
 
 // noteCDNAuth counts a CDN request refused for carrying the Hub token.

@@ -28,18 +28,27 @@ func main() {
 	cdnListen := flag.String("cdn-listen", "127.0.0.1:9001", "CDN listen address")
 	hubURL := flag.String("url", "", "advertised Hub URL (default http://<listen>)")
 	cdnURL := flag.String("cdn-url", "", "advertised CDN URL (default http://localhost:<cdn port>)")
+	casURL := flag.String("cas-url", "", "advertised Xet CAS URL, served by the CDN listener (default: the CDN URL)")
 	var tokens, grants listFlag
 	flag.Var(&tokens, "token", "valid token as TOKEN=USER (repeatable)")
 	flag.Var(&grants, "grant", "token granted access to the gated and private demo repos (repeatable)")
 	pageSize := flag.Int("page-size", 0, "tree page size (0 = the Hub's 1000/50)")
 	bigSize := flag.Int64("big", 0, "also serve fakehub/big-model with one LFS file big.bin of this many bytes (generated, not held in memory)")
+	bigXet := flag.Int64("big-xet", 0, "also serve fakehub/big-xet-model with one Xet file big.bin of this many bytes (generated; uncompressed chunks are not held in memory)")
+	xorbLimit := flag.Int64("xorb-limit", 0, "largest xorb in bytes for Xet files (0 = 64 MiB)")
 	rate := flag.Int64("rate", 0, "cap every response body (Hub and CDN, per connection) at this many bytes per second (0 = no cap)")
 	var files listFlag
 	flag.Var(&files, "file", "also serve PATH of SIZE bytes in fakehub/bench-model as PATH:SIZE (repeatable; generated content, LFS when SIZE >= 1 MiB)")
 	flag.Parse()
 
 	h := fakehub.New()
+	h.SetXorbLimit(*xorbLimit)
 	seed(h)
+	if *bigXet > 0 {
+		h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/big-xet-model", Files: []fakehub.File{
+			{Path: "big.bin", Size: *bigXet, Seed: 43, Xet: true},
+		}})
+	}
 	if *bigSize > 0 {
 		h.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "fakehub/big-model", Files: []fakehub.File{
 			{Path: "big.bin", Size: *bigSize, Seed: 42, LFS: true},
@@ -71,13 +80,16 @@ func main() {
 	}
 	h.SetPageSize(*pageSize)
 	h.SetURLs(*hubURL, *cdnURL)
+	if *casURL != "" {
+		h.SetCASURL(*casURL)
+	}
 	if *rate > 0 {
 		h.SetThrottle(*rate, 0)
 	}
 	if err := h.StartOn(*listen, *cdnListen); err != nil {
 		log.Fatalf("fakehub: %v", err)
 	}
-	fmt.Printf("fakehub Hub: %s\nfakehub CDN: %s\n", h.URL(), h.CDNURL())
+	fmt.Printf("fakehub Hub: %s\nfakehub CDN: %s\nfakehub Xet CAS: %s\n", h.URL(), h.CDNURL(), h.CASURL())
 	fmt.Printf("repos: fakehub/demo-model, datasets/fakehub/demo-dataset, fakehub/gated-model (gated), fakehub/private-model (private), gpt2 -> fakehub/demo-model\n")
 
 	sig := make(chan os.Signal, 1)
@@ -105,7 +117,10 @@ func seed(h *fakehub.Hub) {
 		{Path: "tokenizer/vocab.txt", Data: []byte("hello\nworld\n")},
 		{Path: "sub dir/ünïcode file+1.txt", Data: []byte("unicode\n")},
 		{Path: "model.safetensors", Size: 8 << 20, Seed: 1, LFS: true},
-		{Path: "xet/model-xet.safetensors", Size: 3 << 20, Seed: 2, Xet: true},
+		// Partly compressible, so its xorbs hold None, LZ4 and ByteGrouping4LZ4 chunks.
+		{Path: "xet/model-xet.safetensors", Size: 3 << 20, Seed: 2, Xet: true, Compressible: true},
+		// Shares its first 1 MiB with model-xet.safetensors: chunks deduplicated.
+		{Path: "xet/model-xet-v2.safetensors", Size: 2 << 20, Seed: 5, PrefixSeed: 2, PrefixLen: 1 << 20, Xet: true, Compressible: true},
 	}})
 	h.SetRef(hf.Model, "fakehub/demo-model", "v1.0", "main")
 	h.Commit(hf.Model, "fakehub/demo-model", "refs/pr/1", []fakehub.File{{Path: "config.json", Data: []byte(`{"model_type": "gpt2", "n_layer": 4}` + "\n")}}, nil)
