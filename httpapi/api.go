@@ -21,8 +21,8 @@ import (
 const maxAPIBody = 1 << 20
 
 // serveRepoAPI answers /api/{type}s/{id}[/...]: info, revision, tree and
-// paths-info from the node's cache, the Xet token route with a refusal (Xet
-// is hidden), anything else passed through to the Hub.
+// paths-info from the node's cache, the Xet token route with the cache's
+// own token (xet.go), anything else passed through to the Hub.
 func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, d Distribution, ar *apiRoute) {
 	req := node.APIRequest{Remote: d.Remote, Access: d.Access, Repo: ar.Repo, Revision: ar.Rev, Query: r.URL.Query(), Token: bearer(r)}
 	switch ar.Action {
@@ -43,9 +43,11 @@ func (c *Client) serveRepoAPI(w http.ResponseWriter, r *http.Request, d Distribu
 			return
 		}
 		req.Endpoint, req.Body, req.ContentType = node.EndpointPathsInfo, body, ctype
-	case "xet-read-token", "xet-write-token":
-		// Xet is hidden: a client that gets here errs instead of bypassing the cache.
-		writeError(w, &hubclient.Error{Status: http.StatusNotFound, Message: "Xet is not available through this cache"})
+	case "xet-read-token":
+		c.serveXetToken(w, r, d, ar)
+		return
+	case "xet-write-token":
+		writeError(w, &hubclient.Error{Status: http.StatusForbidden, Message: "This cache is read-only: uploads go to the Hub itself"})
 		return
 	default:
 		c.passthrough(w, r, d, ar.Repo.APIPath(ar.Suffix))

@@ -39,6 +39,12 @@ func hubError(err error) (status int, code, msg, commit string) {
 			msg = http.StatusText(he.Status)
 		}
 		return
+	case errors.Is(err, node.ErrXetToken):
+		return http.StatusUnauthorized, "XetTokenInvalid", "Invalid or expired Xet access token: ask the token route for a new one", ""
+	case errors.Is(err, node.ErrXetURL):
+		return http.StatusForbidden, "XetURLInvalid", "Invalid or expired xorb URL, or a range outside it: ask for the reconstruction again", ""
+	case errors.Is(err, node.ErrXetHidden):
+		return http.StatusNotFound, codeNotFound, "Xet is not available through this cache", ""
 	case errors.Is(err, hf.ErrInvalid):
 		return http.StatusBadRequest, codeBadRequest, err.Error(), ""
 	case errors.Is(err, errNotFound), errors.Is(err, node.ErrNotCached):

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient/hf"
@@ -47,6 +48,14 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 	}
 	if f.Stale {
 		h.Set(headerStale, "1")
+	}
+	if f.XetAdvertised() {
+		h.Set(hf.HeaderXetHash, f.XetHash)
+		h.Set("Link", c.xetLinks(r, d, f))
+		if strings.Contains(r.Header.Get("Accept"), hf.XetFileInfoType) {
+			c.serveXetFileInfo(w, r, f)
+			return
+		}
 	}
 
 	if r.Method == http.MethodHead {

@@ -15,6 +15,7 @@ type route struct {
 	api  *apiRoute  // /api/{type}s/{id}[/{action}...]
 	// other is any other /api/... path, escaped, for pass-through.
 	other string
+	xet   *xetRoute // the CAS routes (xet.go)
 }
 
 // fileRoute is a file download: /[datasets/|spaces/|kernels/]{id}/{resolve|raw}/{rev}/{path}.
@@ -55,6 +56,9 @@ func parseRoute(escaped string) (route, error) {
 	}
 	if segs[0] == "api" {
 		return parseAPI(segs)
+	}
+	if xr, ok := parseXetRoute(segs); ok {
+		return route{xet: xr}, nil
 	}
 	t := hf.Model
 	switch segs[0] {

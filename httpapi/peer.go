@@ -84,6 +84,38 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 		c.servePeerBlob(w, r)
 	case p == node.PeerWarmPath && r.Method == http.MethodPost:
 		c.servePeerWarm(w, r)
+	case p == node.PeerXetXorbPath && r.Method == http.MethodGet:
+		c.servePeerXorb(w, r)
+	case (p == node.PeerXetReconPath || p == node.PeerXetEnsurePath) && r.Method == http.MethodPost:
+		var in node.PeerXetRequest
+		if err := decodePeer(r, &in); err != nil {
+			writeError(w, err)
+			return
+		}
+		var out any
+		var err error
+		if p == node.PeerXetReconPath {
+			out, err = c.node.XetRecordPeer(r.Context(), in)
+		} else {
+			out, err = c.node.XetEnsurePeer(r.Context(), in)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	case p == node.PeerXetXorbOpPath && r.Method == http.MethodPost:
+		var in node.PeerXorbOp
+		if err := decodePeer(r, &in); err != nil {
+			writeError(w, err)
+			return
+		}
+		out, err := c.node.XorbOpLocal(r.Context(), in)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
 	default:
 		writeError(w, errNotFound)
 	}

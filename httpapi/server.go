@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -43,6 +44,14 @@ type Node interface {
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
 	FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
 	PeerWarmer
+
+	// Xet (xet.go), and the same as a file's or a xorb's owner.
+	XetToken(ctx context.Context, req node.XetTokenRequest) (*node.XetToken, error)
+	XetReconstruction(ctx context.Context, req node.XetReconRequest) ([]byte, error)
+	OpenXorb(ctx context.Context, xorb string, q url.Values) (*node.XorbContent, error)
+	XetRecordPeer(ctx context.Context, req node.PeerXetRequest) (any, error)
+	XetEnsurePeer(ctx context.Context, req node.PeerXetRequest) (any, error)
+	XorbOpLocal(ctx context.Context, req node.PeerXorbOp) (*node.PeerXorbChunks, error)
 }
 
 var _ Node = (*node.Node)(nil)
@@ -199,6 +208,8 @@ func (c *Client) serve(w *loggedResponse, r *http.Request) {
 		c.serveFile(w, r, d, rt.file)
 	case rt.api != nil:
 		c.serveRepoAPI(w, r, d, rt.api)
+	case rt.xet != nil:
+		c.serveXet(w, r, d, rt.xet)
 	default:
 		c.passthrough(w, r, d, rt.other)
 	}
@@ -237,7 +248,7 @@ const (
 	headerSource  = "X-Hfcache-Source"
 	headerStale   = "X-Hfcache-Stale"
 	headerVia     = "X-Hfcache-Via"
-	exposeHeaders = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, Content-Length, X-Linked-Size, X-Linked-ETag, X-Hfcache-Node, X-Hfcache-Source, X-Hfcache-Stale"
+	exposeHeaders = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, Content-Length, X-Linked-Size, X-Linked-ETag, X-Xet-Hash, X-Hfcache-Node, X-Hfcache-Source, X-Hfcache-Stale"
 )
 
 func setCORS(h http.Header) {

@@ -20,6 +20,7 @@ type FileMeta struct {
 	ContentType        string // of the final 200; "" when the metadata came from a redirect (its text/plain is the redirect body's)
 	ContentDisposition string
 	Location           string // absolute URL of the bytes (the CDN URL of an LFS 302); "" when the Hub serves them itself
+	XetHash            string // X-Xet-Hash: the Xet file id of a Xet-backed file (64 hex), else ""
 }
 
 // HeadFile asks the Hub for a file's metadata: HEAD resolve/{rev}/{path}.
@@ -101,6 +102,9 @@ func fileMeta(resp *http.Response, u, loc string) (*FileMeta, error) {
 	}
 	if loc == "" {
 		m.ContentType = h.Get("Content-Type")
+	}
+	if xh := strings.ToLower(strings.TrimSpace(h.Get(hf.HeaderXetHash))); hf.IsXetHash(xh) {
+		m.XetHash = xh
 	}
 	return m, nil
 }

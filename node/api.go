@@ -41,7 +41,7 @@ type APIRequest struct {
 	Token       string
 }
 
-// APIResponse is the Hub's JSON, Xet-free, with the pagination link made
+// APIResponse is the Hub's JSON, with the pagination link made
 // relative to the Hub's base URL so the HTTP layer can point it at itself.
 type APIResponse struct {
 	Status      int    `json:"status"`
@@ -68,12 +68,24 @@ type apiEntry struct {
 // API answers a repository API call through the repository's owner on the
 // ring, which caches it for the cluster (or locally on a single node).
 func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
-	if n.cluster == nil {
-		return n.APILocal(ctx, req)
-	}
 	r, err := n.admit(req.Remote, req.Repo)
 	if err != nil {
 		return nil, err
+	}
+	resp, err := n.api(ctx, r, req)
+	if err == nil && r.XetHidden() && (req.Endpoint == EndpointTree || req.Endpoint == EndpointPathsInfo) {
+		// Kept as the Hub sent it; hidden on the way out, so switching a
+		// remote's Xet mode applies to cached listings too.
+		c := *resp
+		c.Body = stripXet(resp.Body)
+		resp = &c
+	}
+	return resp, err
+}
+
+func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse, error) {
+	if n.cluster == nil {
+		return n.APILocal(ctx, req)
 	}
 	token := r.upstreamToken(req.Access, req.Token)
 	var resp APIResponse
@@ -182,9 +194,6 @@ func (n *Node) apiUpstream(ctx context.Context, r *Remote, req APIRequest, rev h
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return apiEntry{}, errors.Join(hubclient.ErrUnreachable, err)
-	}
-	if req.Endpoint == EndpointTree || req.Endpoint == EndpointPathsInfo {
-		body = stripXet(body)
 	}
 	e := apiEntry{
 		Status:      resp.StatusCode,

@@ -18,6 +18,7 @@ const (
 	SourceDisk     = "disk"
 	SourceUpstream = "upstream"
 	SourcePeer     = "peer"
+	SourceXet      = "xet" // assembled from the cluster's Xet chunks
 )
 
 // Content is a file's bytes, ready to serve: either a complete blob on disk

@@ -190,6 +190,9 @@ func (n *Node) copyUpstream(fl *fill, f *File) error {
 	if err := n.copyFromPeers(fl, f, buf); err != nil {
 		return err
 	}
+	if err := n.copyFromXet(fl, f, buf); err != nil {
+		return err
+	}
 	if f.peerOnly && fl.state().written < fl.size {
 		return errNotHeld
 	}

@@ -127,6 +127,14 @@ func (h *repoHub) Do(_ context.Context, _, escapedPath, _ string, _ http.Header,
 
 func (h *repoHub) URL(p string) string { return "http://hub.test" + p }
 
+func (h *repoHub) XetReadToken(context.Context, hf.Repo, hf.Revision, string) (*hubclient.XetToken, error) {
+	return nil, errors.New("not used")
+}
+
+func (h *repoHub) Fetch(context.Context, string, http.Header) (*http.Response, error) {
+	return nil, errors.New("not used")
+}
+
 // jobHub is a repository of three LFS files and a regular one.
 func jobHub() *repoHub {
 	h := newRepoHub()

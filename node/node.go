@@ -40,6 +40,8 @@ type Hub interface {
 	HeadFile(ctx context.Context, repo hf.Repo, rev hf.Revision, path hf.Path, token string) (*hubclient.FileMeta, error)
 	GetFile(ctx context.Context, repo hf.Repo, rev hf.Revision, path hf.Path, token, loc string, off, end int64) (*hubclient.Body, error)
 	Do(ctx context.Context, method, escapedPath, rawQuery string, header http.Header, body []byte) (*http.Response, error)
+	XetReadToken(ctx context.Context, repo hf.Repo, rev hf.Revision, token string) (*hubclient.XetToken, error)
+	Fetch(ctx context.Context, rawURL string, header http.Header) (*http.Response, error)
 	URL(escapedPath string) string
 }
 
@@ -54,6 +56,13 @@ type Store interface {
 	DeleteMeta(bucket, key string) error
 	ScanMeta(bucket, prefix string, fn func(key string, value []byte)) error
 	EvictAmong(ids []hf.BlobID, limit int64) int64
+
+	// Xet chunks, held sparsely per xorb (see store.XorbChunk).
+	PutXorbChunks(xorb string, chunks []store.XorbChunk, data [][]byte) error
+	XorbChunks(xorb string) ([]store.XorbChunk, error)
+	VerifyXorbChunks(xorb string, idx []uint32) error
+	DropXorbChunks(xorb string, idx []uint32) error
+	OpenXorb(xorb string) (*store.XorbFile, error)
 }
 
 // BlobWriter is a blob being written into the store: written at offsets,
@@ -130,6 +139,13 @@ type Config struct {
 	// Metrics, when set, counts fills and peer traffic and reports the
 	// node's state (NewMetrics; one per node); nil counts nothing.
 	Metrics *Metrics
+	// XetSecret keys the Xet access tokens and xorb URLs the node issues;
+	// every node of a cluster needs the same (the cluster secret). Empty:
+	// a random key of this process.
+	XetSecret string
+	// XetTokenTTL is the lifetime of the Xet access tokens the node issues
+	// (0: one hour).
+	XetTokenTTL time.Duration
 }
 
 // DefaultConfig is a node's configuration with production defaults.
@@ -210,6 +226,8 @@ type Node struct {
 	mu    sync.Mutex
 	fills map[hf.BlobID]*fill
 
+	xet *xetState
+
 	// ctx bounds background work (fills); cancel and wg stop it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -236,12 +254,16 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 		jobs:     newJobTable(),
 		metrics:  cfg.Metrics,
 		activity: newActivity(),
+		xet:      newXetState(cfg.XetSecret),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
 	if err := cfg.Metrics.bind(n); err != nil {
 		cancel()
 		return nil, err
+	}
+	if cfg.XetTokenTTL > 0 {
+		n.xet.tokenTTL = cfg.XetTokenTTL
 	}
 	n.SetRemotes(remotes)
 	return n, nil
@@ -286,6 +308,10 @@ func (n *Node) VerifyPeer(r *http.Request) error { return n.cfg.PeerAuth.Verify(
 // Owns reports whether this node owns a blob on the current ring (a single
 // node owns everything). The store evicts blobs it does not own first.
 func (n *Node) Owns(id hf.BlobID) bool { return n.cluster == nil || n.cluster.Owns(id.String()) }
+
+// OwnsXorb reports whether this node owns a xorb's chunks on the current
+// ring; the store evicts xorbs it does not own first.
+func (n *Node) OwnsXorb(xorb string) bool { return n.cluster == nil || n.cluster.Owns(xorbKey(xorb)) }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }

@@ -49,6 +49,14 @@ func (h *fakeHub) Do(context.Context, string, string, string, http.Header, []byt
 
 func (h *fakeHub) URL(p string) string { return "http://hub.test" + p }
 
+func (h *fakeHub) XetReadToken(context.Context, hf.Repo, hf.Revision, string) (*hubclient.XetToken, error) {
+	return nil, errors.New("not used")
+}
+
+func (h *fakeHub) Fetch(context.Context, string, http.Header) (*http.Response, error) {
+	return nil, errors.New("not used")
+}
+
 const testCommit = "0123456789abcdef0123456789abcdef01234567"
 
 var testRepo = hf.Repo{Type: hf.Model, ID: "acme/m"}

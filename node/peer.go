@@ -23,6 +23,12 @@ const (
 	PeerResolvePath = "/-/peer/resolve"
 	PeerAPIPath     = "/-/peer/api"
 	PeerBlobPath    = "/-/peer/blob"
+	// Xet: a file's reconstruction and fill from its owner, operations
+	// on a xorb's chunks and a client's xorb range from the xorb's owner.
+	PeerXetReconPath  = "/-/peer/xet/recon"
+	PeerXetEnsurePath = "/-/peer/xet/ensure"
+	PeerXetXorbOpPath = "/-/peer/xet/xorbop"
+	PeerXetXorbPath   = "/-/peer/xet/xorb"
 )
 
 // errPeerDown means a peer could not be reached: the next one is tried.
@@ -49,6 +55,7 @@ type PeerFile struct {
 	ContentDisposition string `json:"content_disposition,omitempty"`
 	Stale              bool   `json:"stale,omitempty"`
 	Location           string `json:"location,omitempty"`
+	XetHash            string `json:"xet_hash,omitempty"`
 }
 
 // PeerAPIRequest is an APIRequest on the wire between nodes.
@@ -68,7 +75,7 @@ type PeerAPIRequest struct {
 // ToPeer encodes a resolved file for a peer.
 func (f *File) ToPeer() PeerFile {
 	return PeerFile{Commit: f.Commit, Blob: f.Blob.String(), Size: f.Size, ContentType: f.ContentType,
-		ContentDisposition: f.ContentDisposition, Stale: f.Stale, Location: f.location}
+		ContentDisposition: f.ContentDisposition, Stale: f.Stale, Location: f.location, XetHash: f.XetHash}
 }
 
 // FileFromPeer rebuilds a File that a peer sent (or that a peer asks this
@@ -82,11 +89,11 @@ func (n *Node) FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, 
 	if err != nil {
 		return nil, err
 	}
-	if !hf.IsCommit(pf.Commit) || pf.Size < 0 {
+	if !hf.IsCommit(pf.Commit) || pf.Size < 0 || (pf.XetHash != "" && !hf.IsXetHash(pf.XetHash)) {
 		return nil, fmt.Errorf("%w: peer file %+v", hf.ErrInvalid, pf)
 	}
 	return &File{Repo: repo, Commit: pf.Commit, Path: p, Blob: id, Size: pf.Size, ContentType: pf.ContentType,
-		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, remote: r, repository: repository, token: token, location: pf.Location}, nil
+		ContentDisposition: pf.ContentDisposition, Stale: pf.Stale, XetHash: pf.XetHash, remote: r, repository: repository, token: token, location: pf.Location}, nil
 }
 
 // peerClient makes authenticated requests to other nodes.

@@ -41,7 +41,12 @@ type Remote struct {
 	Exclude []string
 	// MaxFileSize refuses files larger than this many bytes (0: no limit).
 	MaxFileSize int64
+	// Xet is XetNative ("" means native) or XetHidden.
+	Xet string
 }
+
+// XetHidden reports whether the remote hides Xet from clients.
+func (r *Remote) XetHidden() bool { return r.Xet == XetHidden }
 
 // checkSize refuses a file over the remote's maximum size, in the Hub's
 // error shape (403), before any byte is fetched.

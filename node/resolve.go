@@ -44,12 +44,20 @@ type File struct {
 	// Stale is set when the revision could not be re-resolved because the
 	// Hub is unreachable and the last known commit was used.
 	Stale bool
+	// XetHash is the Xet file id of a Xet-backed file ("" otherwise).
+	XetHash string
 
 	remote     *Remote
 	repository string // counts the blob against this repository's quota
 	token      string // upstream token that may fetch the bytes
 	location   string // CDN URL from the Hub's redirect, if still fresh
 	peerOnly   bool   // a hot copy: fill from a peer that holds the blob, never from the Hub
+}
+
+// XetAdvertised reports whether clients are told to fetch the file over
+// Xet from this cache: the file is Xet-backed and its remote speaks Xet.
+func (f *File) XetAdvertised() bool {
+	return f.XetHash != "" && f.remote != nil && !f.remote.XetHidden()
 }
 
 // refEntry is a revision's resolution, valid for the ref TTL.
@@ -65,6 +73,7 @@ type fileEntry struct {
 	ContentType        string    `json:"content_type,omitempty"`
 	ContentDisposition string    `json:"content_disposition,omitempty"`
 	NotFound           bool      `json:"not_found,omitempty"`
+	XetHash            string    `json:"xet_hash,omitempty"`
 	Location           string    `json:"-"`
 	LocationAt         time.Time `json:"-"`
 }
@@ -125,7 +134,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	// The owner's answer is the Hub's: remember the immutable part.
 	n.access.accepted(scope(r, req.Repo), token)
 	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
-		Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition,
+		Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition, XetHash: pf.XetHash,
 	})
 	return f, nil
 }
@@ -235,6 +244,7 @@ func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf
 		ContentDisposition: meta.ContentDisposition,
 		Location:           meta.Location,
 		LocationAt:         n.cfg.Now(),
+		XetHash:            meta.XetHash,
 	}
 	put(n.meta, bucketFiles, fileKey(r, repo, meta.Commit, p), fe)
 	return headResult{commit: meta.Commit, entry: fe}, nil
@@ -302,6 +312,7 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 		ContentType:        fe.ContentType,
 		ContentDisposition: fe.ContentDisposition,
 		Stale:              stale,
+		XetHash:            fe.XetHash,
 		remote:             r,
 		repository:         req.Repository,
 		token:              token,

@@ -13,6 +13,12 @@ const (
 	DefaultRevision  = "main"
 )
 
+// Xet modes of a remote.
+const (
+	XetNative = "native"
+	XetHidden = "hidden"
+)
+
 // Remote policies.
 const (
 	PolicyOnDemand  = "on_demand" // store on first use (default)
@@ -49,6 +55,10 @@ type Remote struct {
 	// MaxFileSize is the largest file this remote serves, a byte size like
 	// "50GiB" (see ParseBytes); "" means no limit.
 	MaxFileSize string `json:"max_file_size,omitempty"`
+	// Xet is "native" (default: clients speak Xet to the cache, which serves
+	// chunks from its own store) or "hidden" (clients are made to download
+	// every file over plain HTTP).
+	Xet string `json:"xet"`
 	// Version is the Raft index of the last change (read-only).
 	Version uint64 `json:"version"`
 }

@@ -118,6 +118,9 @@ func normalizeRemote(r *Remote) {
 	if r.RefTTL == "" {
 		r.RefTTL = DefaultRefTTL
 	}
+	if r.Xet == "" {
+		r.Xet = XetNative
+	}
 }
 
 func validateRemote(r *Remote) fieldErrors {
@@ -153,6 +156,9 @@ func validateRemote(r *Remote) fieldErrors {
 	checkGlobs(fe, "include", r.Include)
 	checkGlobs(fe, "exclude", r.Exclude)
 	checkSize(fe, "max_file_size", r.MaxFileSize, "no limit")
+	if !oneOf(r.Xet, XetNative, XetHidden) {
+		fe.add("xet", "must be %s or %s", XetNative, XetHidden)
+	}
 	return fe
 }
 

@@ -111,7 +111,7 @@ func (a *configApplier) apply() {
 			maxSize, _ = raftstore.ParseBytes(r.MaxFileSize)
 		}
 		remotes = append(remotes, &node.Remote{Name: name, Hub: e.client, Token: token, Policy: r.Policy,
-			RefTTL: ttl, Include: r.Include, Exclude: r.Exclude, MaxFileSize: maxSize})
+			RefTTL: ttl, Include: r.Include, Exclude: r.Exclude, MaxFileSize: maxSize, Xet: r.Xet})
 	}
 	for name, e := range a.clients {
 		if _, ok := s.Remotes[name]; !ok {

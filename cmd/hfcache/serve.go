@@ -42,6 +42,7 @@ type serveFlags struct {
 	advertiseAddr string
 	join          []string
 	clusterSecret string
+	xetTokenTTL   time.Duration
 	raftAddr      string
 	raftAdvertise string
 	bootstrapExp  int
@@ -97,6 +98,7 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.StringVar(&f.cacheSize, "cache-size", "", "byte budget for cached blobs, e.g. 200GiB (default: 80% of the data dir's free space at start)")
 	fs.DurationVar(&f.refTTL, "ref-ttl", 60*time.Second, "how long a branch or tag → commit resolution is trusted")
 	fs.DurationVar(&f.authTTL, "auth-ttl", 5*time.Minute, "how long the Hub's acceptance of a caller's token for a gated/private repo is trusted")
+	fs.DurationVar(&f.xetTokenTTL, "xet-token-ttl", time.Hour, "lifetime of the Xet access tokens the cache issues (clients renew them a minute before they expire)")
 	fs.StringVar(&f.nodeName, "node-name", host, "this node's name (unique in the cluster)")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist gossip address (TCP and UDP)")
 	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the first non-loopback address, or the gossip address when bound to loopback)")
@@ -289,6 +291,8 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	ncfg.Logger = log.With("component", "node")
 	ncfg.Cluster = node.NewCluster(rg, members, log.With("component", "cluster"))
 	ncfg.PeerAuth = node.NewPeerAuth(f.clusterSecret, time.Now)
+	ncfg.XetSecret = f.clusterSecret
+	ncfg.XetTokenTTL = f.xetTokenTTL
 	ncfg.HotBytes = budget / 10
 	ncfg.MaxFills = f.maxFills
 	ncfg.PeerTLS = tlsc.peer
@@ -300,6 +304,7 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 		return err
 	}
 	st.SetOwned(n.Owns)
+	st.SetXorbOwned(n.OwnsXorb)
 	n.Start()
 	// Ready: the store is open (it is, from here until serve returns), this
 	// node is on its ring, the replicated configuration is applied, and it

@@ -16,7 +16,23 @@ const (
 	HeaderErrorCode    = "X-Error-Code"
 	HeaderErrorMessage = "X-Error-Message"
 	HeaderRequestID    = "X-Request-Id"
+	HeaderXetHash      = "X-Xet-Hash"
 )
+
+// Headers of the Xet token route (HF-PROTOCOL.md §3.1), which
+// huggingface_hub reads instead of the JSON body.
+const (
+	HeaderXetAccessToken = "X-Xet-Access-Token"
+	HeaderXetExpiration  = "X-Xet-Token-Expiration"
+	HeaderXetCASURL      = "X-Xet-Cas-Url"
+)
+
+// XetFileInfoType is the content type of the Hub's Xet "fileinfo" answer to
+// resolve, which @huggingface/hub asks for in Accept.
+const XetFileInfoType = "application/vnd.xet-fileinfo+json"
+
+// IsXetHash reports whether s is a Xet file or xorb hash: 64 lowercase hex.
+func IsXetHash(s string) bool { return hex64.MatchString(s) }
 
 // XetHeaders are the response headers that make a client switch to Xet; a
 // cache that hides Xet removes every one of them.

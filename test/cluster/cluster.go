@@ -50,6 +50,8 @@ type Options struct {
 	Upstream string
 	// NodeConfig, if set, adjusts each node's configuration.
 	NodeConfig func(*node.Config)
+	// Remote, if set, adjusts each node's default remote.
+	Remote func(*node.Remote)
 }
 
 // Cluster is a set of in-process nodes.
@@ -151,16 +153,22 @@ func (c *Cluster) Add() *Node {
 	ncfg.FillRetries = 1
 	ncfg.Cluster = node.NewCluster(rg, members, log)
 	ncfg.PeerAuth = node.NewPeerAuth(Secret, time.Now)
+	ncfg.XetSecret = Secret
 	ncfg.HotBytes = 1 << 28
 	ncfg.Metrics = node.NewMetrics()
 	if c.opts.NodeConfig != nil {
 		c.opts.NodeConfig(&ncfg)
 	}
-	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
+	remote := &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand}
+	if c.opts.Remote != nil {
+		c.opts.Remote(remote)
+	}
+	n, err := node.New(ncfg, node.LocalStore(st), remote)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.SetOwned(n.Owns)
+	st.SetXorbOwned(n.OwnsXorb)
 	n.Start()
 	httpMetrics := httpapi.NewMetrics(ncfg.Metrics)
 	reg := prometheus.NewRegistry()
