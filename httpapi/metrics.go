@@ -31,12 +31,16 @@ const (
 	routePeerBlob                      // /-/peer/blob
 	routePeerWarm                      // /-/peer/warm
 	routePeerOther                     // another /-/ path
+	routeXetRecon                      // {base}/v1|v2/reconstructions/{hash}, {base}/reconstruction/{hash}
+	routeXetXorb                       // {base}/xet/xorb/{xorb}
+	routePeerXet                       // /-/peer/xet/...
 	numRoutes
 )
 
 var routeNames = [numRoutes]string{
 	"unknown", "health", "preflight", "resolve", "raw", "api_info", "tree", "paths_info", "xet",
 	"api_passthrough", "passthrough", "peer_resolve", "peer_api", "peer_blob", "peer_warm", "peer_other",
+	"xet_reconstruction", "xet_xorb", "peer_xet",
 }
 
 func (r routeID) String() string { return routeNames[r] }
@@ -60,6 +64,10 @@ func routeOf(rt route) routeID {
 			return routeXet
 		}
 		return routeAPIPassthrough
+	case rt.xet != nil && rt.xet.Kind == "xorb":
+		return routeXetXorb
+	case rt.xet != nil:
+		return routeXetRecon
 	}
 	return routePassthrough
 }
@@ -75,6 +83,8 @@ func peerRouteOf(p string) routeID {
 		return routePeerBlob
 	case node.PeerWarmPath:
 		return routePeerWarm
+	case node.PeerXetReconPath, node.PeerXetEnsurePath, node.PeerXetXorbOpPath, node.PeerXetXorbPath:
+		return routePeerXet
 	}
 	return routePeerOther
 }
@@ -88,10 +98,11 @@ const (
 	sourceDisk
 	sourceUpstream
 	sourcePeer
+	sourceXet // xorb ranges from the chunk store (filled from upstream as needed)
 	numSources
 )
 
-var sourceNames = [numSources]string{"none", "disk", "upstream", "peer"}
+var sourceNames = [numSources]string{"none", "disk", "upstream", "peer", "xet"}
 
 func (s sourceID) String() string { return sourceNames[s] }
 
@@ -106,6 +117,8 @@ func sourceOf(header string, relayed bool) sourceID {
 		return sourceUpstream
 	case "peer":
 		return sourcePeer
+	case "xet":
+		return sourceXet
 	}
 	return sourceNone
 }

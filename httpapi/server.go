@@ -6,7 +6,9 @@
 // codes, the same X-Repo-Commit / ETag / X-Linked-* headers, the same
 // X-Error-Code errors — except that files always come from the cache with a
 // 200 or 206 (never a redirect to a CDN the client would then fetch from
-// directly), and Xet is hidden so clients download over plain HTTP.
+// directly), and Xet-backed files name this cache as their Xet CAS (xet.go:
+// the token route, reconstructions, xorb ranges), or hide Xet altogether
+// for a remote configured so.
 //
 // Untrusted input (repo ids, revisions, paths) is parsed here, once, into
 // the typed values of package hf; the node never sees raw strings.

@@ -45,6 +45,16 @@ func (x *xetState) xorb(h string) *xorbState {
 	defer x.mu.Unlock()
 	s := x.xorbs[h]
 	if s == nil {
+		if len(x.xorbs) >= maxHeld {
+			// Forget idle xorbs. A reader still waiting on a forgotten one
+			// misses its wake-up and looks again after its timer (wait).
+			for k, v := range x.xorbs {
+				if v.fill.TryLock() {
+					v.fill.Unlock()
+					delete(x.xorbs, k)
+				}
+			}
+		}
 		s = &xorbState{wake: make(chan struct{})}
 		x.xorbs[h] = s
 	}

@@ -47,6 +47,24 @@ type upstreamRecon struct {
 // upstreamURLTTL is how long the upstream's signed xorb URLs are reused.
 const upstreamURLTTL = 30 * time.Minute
 
+// maxHeld bounds the in-memory maps of upstream URLs and xorb states.
+const maxHeld = 100_000
+
+// keepURLs remembers a file's upstream URLs, forgetting stale ones when
+// the map is full.
+func (x *xetState) keepURLs(hash string, u *upstreamRecon, now time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.urls) >= maxHeld {
+		for k, v := range x.urls {
+			if now.Sub(v.at) >= upstreamURLTTL {
+				delete(x.urls, k)
+			}
+		}
+	}
+	x.urls[hash] = u
+}
+
 func grantScope(g xetGrant) string { return g.Remote + "\x00" + string(g.Type) + "/" + g.ID }
 
 // xetFileKey is the ring key of a Xet file: its owner keeps the
@@ -90,6 +108,12 @@ func (n *Node) XetReconstruction(ctx context.Context, req XetReconRequest) ([]by
 		return nil, err
 	}
 	size := xet.FileSize(rec.Terms)
+	if r, _, _, err := n.grantRemote(g); err != nil {
+		return nil, err
+	} else if r.MaxFileSize > 0 && size > uint64(r.MaxFileSize) {
+		return nil, &hubclient.Error{Status: http.StatusForbidden, Code: "FileTooLarge",
+			Message: fmt.Sprintf("The file is %d bytes; this cache serves files up to %d bytes from this remote.", size, r.MaxFileSize)}
+	}
 	start, end := uint64(0), size-1
 	if req.Range != "" {
 		start, end, err = parseFileRange(req.Range, size)
@@ -290,9 +314,7 @@ func (n *Node) fetchXetRecord(ctx context.Context, g xetGrant, hash string) (*xe
 			rec.Scopes = append(rec.Scopes, sc)
 		}
 		put(n.meta, bucketXet, hash, rec)
-		n.xet.mu.Lock()
-		n.xet.urls[hash] = &upstreamRecon{at: n.cfg.Now(), xorbs: up.Xorbs}
-		n.xet.mu.Unlock()
+		n.xet.keepURLs(hash, &upstreamRecon{at: n.cfg.Now(), xorbs: up.Xorbs}, n.cfg.Now())
 		return &rec, nil
 	})
 	if err != nil {
@@ -388,8 +410,6 @@ func (n *Node) upstreamURLs(ctx context.Context, g xetGrant, hash string, force 
 	if err != nil {
 		return nil, err
 	}
-	n.xet.mu.Lock()
-	n.xet.urls[hash] = &upstreamRecon{at: n.cfg.Now(), xorbs: up.Xorbs}
-	n.xet.mu.Unlock()
+	n.xet.keepURLs(hash, &upstreamRecon{at: n.cfg.Now(), xorbs: up.Xorbs}, n.cfg.Now())
 	return up.Xorbs, nil
 }

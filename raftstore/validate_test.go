@@ -71,6 +71,8 @@ func TestCheck(t *testing.T) {
 		{"policy streamed", remote(func(r *Remote) { r.Policy = PolicyStreamed }), "", nil},
 		{"policy immediate", remote(func(r *Remote) { r.Policy = PolicyImmediate }), "", nil},
 		{"policy bad", remote(func(r *Remote) { r.Policy = "eager" }), "policy", nil},
+		{"xet hidden", remote(func(r *Remote) { r.Xet = XetHidden }), "", nil},
+		{"xet bad", remote(func(r *Remote) { r.Xet = "sometimes" }), "xet", nil},
 		{"ref_ttl 0", remote(func(r *Remote) { r.RefTTL = "0s" }), "", nil},
 		{"ref_ttl 5m", remote(func(r *Remote) { r.RefTTL = "5m" }), "", nil},
 		{"ref_ttl bad", remote(func(r *Remote) { r.RefTTL = "soon" }), "ref_ttl", nil},

@@ -34,14 +34,16 @@ func remoteKind() objectKind {
 		long: `A remote is an upstream Hub: its URL, an optional token (write-only: never
 shown by the API or this CLI), a fetch policy (on_demand stores files on first
 use, streamed passes them through, immediate pre-fetches what repositories
-list), how long a branch or tag resolution is trusted, and glob patterns of
-repo ids it serves.`,
+list), how long a branch or tag resolution is trusted, glob patterns of
+repo ids it serves, and whether clients speak Xet to the cache (xet native,
+the default: chunks are cached and shared across files) or are made to use
+plain HTTP (xet hidden).`,
 		example: `  hfcache remote create hub --url https://huggingface.co --policy on_demand --ref-ttl 60s
   printf %s "$HF_TOKEN" | hfcache remote update hub --token-stdin
   hfcache remote update hub --include 'my-org/*' --include 'meta-llama/*'
   hfcache remote list -o json`,
 		newFlags: func() objectFlags { return &remoteFlags{} },
-		columns:  []string{"NAME", "URL", "POLICY", "REF_TTL", "TOKEN", "INCLUDE", "EXCLUDE", "VERSION"},
+		columns:  []string{"NAME", "URL", "POLICY", "REF_TTL", "XET", "TOKEN", "INCLUDE", "EXCLUDE", "VERSION"},
 		row:      rowOf[remoteView],
 		secret:   "token",
 	}
@@ -49,7 +51,7 @@ repo ids it serves.`,
 
 type remoteFlags struct {
 	url, token, policy string
-	maxFileSize        string
+	maxFileSize, xet   string
 	tokenStdin         bool
 	refTTL             time.Duration
 	include, exclude   []string
@@ -64,6 +66,7 @@ func (f *remoteFlags) define(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.include, "include", nil, "serve only repo ids matching this glob (repeatable; --include '' clears)")
 	fs.StringArrayVar(&f.exclude, "exclude", nil, "never serve repo ids matching this glob (repeatable; --exclude '' clears)")
 	fs.StringVar(&f.maxFileSize, "max-file-size", "", "refuse files larger than this, e.g. 50GiB ('' clears)")
+	fs.StringVar(&f.xet, "xet", "", "native (clients speak Xet to the cache) or hidden (clients use plain HTTP)")
 }
 
 func (f *remoteFlags) set(cmd *cobra.Command, fs *pflag.FlagSet, obj jsonObject) error {
@@ -77,6 +80,7 @@ func (f *remoteFlags) set(cmd *cobra.Command, fs *pflag.FlagSet, obj jsonObject)
 	c.put("exclude", "exclude", stringList(f.exclude))
 	c.put("ref-ttl", "ref_ttl", f.refTTL.String())
 	c.put("max-file-size", "max_file_size", f.maxFileSize)
+	c.put("xet", "xet", f.xet)
 	c.put("token", "token", f.token)
 	if c.err == nil && f.tokenStdin {
 		tok, err := readSecret(cmd, "--token-stdin")
@@ -94,13 +98,14 @@ type remoteView struct {
 	TokenSet bool     `json:"token_set"`
 	Policy   string   `json:"policy"`
 	RefTTL   string   `json:"ref_ttl"`
+	Xet      string   `json:"xet"`
 	Include  []string `json:"include"`
 	Exclude  []string `json:"exclude"`
 	Version  uint64   `json:"version"`
 }
 
 func (v remoteView) row() []string {
-	return []string{v.Name, v.URL, v.Policy, v.RefTTL, yesNo(v.TokenSet, "set"),
+	return []string{v.Name, v.URL, v.Policy, v.RefTTL, v.Xet, yesNo(v.TokenSet, "set"),
 		strings.Join(v.Include, ","), strings.Join(v.Exclude, ","), strconv.FormatUint(v.Version, 10)}
 }
 

@@ -212,7 +212,7 @@ func fakeValidate(kind string, in map[string]any) map[string]string {
 // the real one it rejects others.
 var fakeFields = map[string]map[string]string{
 	"remotes": {"name": "string", "url": "string", "token": "string", "token_set": "bool", "policy": "string",
-		"ref_ttl": "string", "include": "array", "exclude": "array", "version": "number"},
+		"ref_ttl": "string", "include": "array", "exclude": "array", "xet": "string", "version": "number"},
 	"repositories":  {"name": "string", "remote": "string", "warm": "array", "quota": "string", "version": "number"},
 	"distributions": {"name": "string", "base_path": "string", "repository": "string", "access": "string", "version": "number"},
 }
@@ -355,19 +355,19 @@ func TestRemoteLifecycle(t *testing.T) {
 	f, addr := newFakeAdmin(t)
 
 	out, errOut := mustRun(t, addr, "", "remote", "create", "hub", "--url", "https://hub.example", "--token", "hf_SECRET",
-		"--policy", "on_demand", "--ref-ttl", "90s", "--include", "org/*", "--include", "other/*")
+		"--policy", "on_demand", "--ref-ttl", "90s", "--include", "org/*", "--include", "other/*", "--xet", "hidden")
 	put := f.last(t, "PUT")
 	if put.Path != "/v1/remotes/hub" || put.IfMatch != "0" {
 		t.Errorf("create sent %s If-Match %q; want /v1/remotes/hub with If-Match 0", put.Path, put.IfMatch)
 	}
 	want := map[string]any{"name": "hub", "url": "https://hub.example", "token": "hf_SECRET", "policy": "on_demand",
-		"ref_ttl": "1m30s", "include": []any{"org/*", "other/*"}}
+		"ref_ttl": "1m30s", "include": []any{"org/*", "other/*"}, "xet": "hidden"}
 	if !reflect.DeepEqual(put.Body, want) {
 		t.Errorf("create body %v, want %v", put.Body, want)
 	}
 	rows := tableLines(out)
-	if len(rows) != 2 || !slices.Equal(rows[0], []string{"NAME", "URL", "POLICY", "REF_TTL", "TOKEN", "INCLUDE", "EXCLUDE", "VERSION"}) ||
-		!slices.Equal(rows[1], []string{"hub", "https://hub.example", "on_demand", "1m30s", "set", "org/*,other/*", "-", "1"}) {
+	if len(rows) != 2 || !slices.Equal(rows[0], []string{"NAME", "URL", "POLICY", "REF_TTL", "XET", "TOKEN", "INCLUDE", "EXCLUDE", "VERSION"}) ||
+		!slices.Equal(rows[1], []string{"hub", "https://hub.example", "on_demand", "1m30s", "hidden", "set", "org/*,other/*", "-", "1"}) {
 		t.Errorf("create table:\n%s", out)
 	}
 	if errOut != "applied at index 1\n" {
@@ -377,7 +377,7 @@ func TestRemoteLifecycle(t *testing.T) {
 	mustRun(t, addr, "", "remote", "create", "mirror", "--url", "http://mirror.lab")
 	out, _ = mustRun(t, addr, "", "remote", "list")
 	rows = tableLines(out)
-	if len(rows) != 3 || rows[1][0] != "hub" || rows[2][0] != "mirror" || rows[2][4] != "-" {
+	if len(rows) != 3 || rows[1][0] != "hub" || rows[2][0] != "mirror" || rows[2][5] != "-" {
 		t.Errorf("list table:\n%s", out)
 	}
 
@@ -402,11 +402,11 @@ func TestRemoteLifecycle(t *testing.T) {
 		t.Errorf("update If-Match %q, want the version read (1)", put.IfMatch)
 	}
 	want = map[string]any{"name": "hub", "url": "https://hub.example", "policy": "streamed", "ref_ttl": "1m30s",
-		"include": []any{"org/*", "other/*"}, "token_set": true, "version": json.Number("1")}
+		"include": []any{"org/*", "other/*"}, "xet": "hidden", "token_set": true, "version": json.Number("1")}
 	if !reflect.DeepEqual(put.Body, want) {
 		t.Errorf("update body %v, want %v", put.Body, want)
 	}
-	if rows := tableLines(out); rows[1][2] != "streamed" || rows[1][4] != "set" || rows[1][7] != "3" {
+	if rows := tableLines(out); rows[1][2] != "streamed" || rows[1][5] != "set" || rows[1][8] != "3" {
 		t.Errorf("update table:\n%s", out)
 	}
 	if errOut != "applied at index 3\n" {
