@@ -360,12 +360,14 @@ func inRanges(i uint32, rs []XorbFillRange) bool {
 // fillXorbRanges fetches, as the xorb's owner, the chunks of ranges it does
 // not hold: one ranged upstream request per run of missing chunks, whose
 // byte bounds come from the range's own bounds or the neighbouring chunks
-// held.
+// held. An upstream that refuses part of a signed range gets the whole
+// range asked for instead (chunks already held are not stored twice).
 func (n *Node) fillXorbRanges(ctx context.Context, r *Remote, xorb string, ranges []XorbFillRange, st *xorbState) error {
 	for _, fr := range ranges {
 		if fr.Chunks.End <= fr.Chunks.Start || fr.Bytes.End < fr.Bytes.Start {
 			return fmt.Errorf("%w: fill range %+v", ErrFillFailed, fr)
 		}
+		whole := false
 		for attempt := 0; ; attempt++ {
 			held, err := n.store.XorbChunks(xorb)
 			if err != nil {
@@ -382,12 +384,20 @@ func (n *Node) fillXorbRanges(ctx context.Context, r *Remote, xorb string, range
 			if fr.URL == "" {
 				return errXetNeedURL
 			}
+			if whole {
+				run = xorbRun{chunks: fr.Chunks, bytes: fr.Bytes}
+			}
 			err = n.fetchXorbRun(ctx, r, xorb, fr.URL, run, st)
 			if err == nil {
 				continue
 			}
 			var he *hubclient.Error
 			if errors.As(err, &he) && (he.Status == http.StatusForbidden || he.Status == http.StatusUnauthorized) {
+				if !whole && run.chunks != fr.Chunks {
+					n.log.Info("upstream refused part of a signed xorb range; asking for the whole range", "xorb", xorb)
+					whole = true
+					continue
+				}
 				return errXetNeedURL
 			}
 			if attempt >= n.cfg.FillRetries || !retryable(err) {

@@ -248,3 +248,59 @@ func TestXetTokenExpiry(t *testing.T) {
 		t.Fatalf("range past the end: %v, want 416", err)
 	}
 }
+
+// With the Hub down, a Xet file the cluster holds still downloads over Xet
+// (token, reconstruction and xorbs from the cache); one it does not hold
+// fails cleanly.
+func TestXetServedWhileHubIsDown(t *testing.T) {
+	hub := xetHub(t)
+	c := New(t, Options{Upstream: hub.URL()}, 3)
+	cl := &xetclient.Client{Version: 2, MultiRange: true}
+	ctx := context.Background()
+	want := hub.Bytes(hf.Model, xetRepo, "main", "a.bin")
+	if _, err := cl.Download(ctx, xetURL(c.Nodes[0], "a.bin")); err != nil {
+		t.Fatal(err)
+	}
+	hub.Close()
+	for _, n := range c.Nodes {
+		got, err := cl.Download(ctx, xetURL(n, "a.bin"))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("via %s with the Hub down: %v", n.Name, err)
+		}
+	}
+	if _, err := cl.Download(ctx, xetURL(c.Nodes[1], "c.bin")); err == nil {
+		t.Fatal("an uncached Xet file downloaded with the Hub down")
+	}
+}
+
+// A CAS that signs exact ranges (refusing parts of them) still fills: the
+// owner asks for the whole signed range when a part is refused — here, a
+// chunk in the middle of a range that went missing (dropped) since.
+func TestXetExactRangeUpstream(t *testing.T) {
+	hub := xetHub(t)
+	hub.SetXorbExactRanges(true)
+	c := New(t, Options{Upstream: hub.URL()}, 1)
+	cl := &xetclient.Client{Version: 2, MultiRange: true}
+	want := hub.Bytes(hf.Model, xetRepo, "main", "a.bin")
+	for i := 0; i < 2; i++ {
+		got, err := cl.Download(context.Background(), xetURL(c.Nodes[0], "a.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatal("a.bin differs")
+		}
+		if i == 0 {
+			term := hub.XetChunks(hub.FileInfo(hf.Model, xetRepo, "main", "a.bin").XetHash)[0]
+			if term.End-term.Start < 3 {
+				t.Fatalf("fixture: first term has %d chunks", term.End-term.Start)
+			}
+			if err := c.Nodes[0].Store.DropXorbChunks(term.Xorb, []uint32{term.Start + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if hub.Stats().XorbRefetchedBytes("") == 0 {
+		t.Fatal("the dropped chunk was not fetched again")
+	}
+}

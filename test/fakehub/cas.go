@@ -468,10 +468,11 @@ func (h *Hub) serveXorb(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	rec.Ranges = want
+	exact := h.xetConfig().exact
 	for _, wr := range want {
 		in := false
 		for _, ar := range allowed {
-			if ar.Start <= wr.Start && wr.End <= ar.End {
+			if ar.Start <= wr.Start && wr.End <= ar.End && (!exact || ar == wr) {
 				in = true
 				break
 			}

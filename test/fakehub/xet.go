@@ -132,6 +132,7 @@ type xetConfig struct {
 	urlTTL    time.Duration
 	maxRanges int
 	corrupt   map[string]bool
+	exact     bool // xorb GETs must ask for whole signed ranges, not parts of them
 }
 
 func defaultXetConfig() xetConfig {
@@ -164,6 +165,15 @@ func (h *Hub) SetXetURLTTL(d time.Duration) {
 	h.cfgMu.Lock()
 	defer h.cfgMu.Unlock()
 	h.xet.urlTTL = d
+}
+
+// SetXorbExactRanges makes xorb URLs refuse (403) a Range that is only part
+// of a signed range: each requested range must be one of the signed ones,
+// as a CAS that signs exact byte ranges would insist.
+func (h *Hub) SetXorbExactRanges(on bool) {
+	h.cfgMu.Lock()
+	defer h.cfgMu.Unlock()
+	h.xet.exact = on
 }
 
 // SetXetMaxRanges sets how many chunk ranges of one xorb a v2 fetch entry
