@@ -110,6 +110,29 @@ func (c *Cluster) Route(key string, n int) []Peer {
 	return out
 }
 
+// Preference lists key's owner and the rest of its preference list in ring
+// order, alive and suspect members alike: nodes that agree on the ring agree
+// on the owner whatever each of them suspects, and a suspect node is
+// usually only slow. Callers fall through to the next on errPeerDown.
+func (c *Cluster) Preference(key string, n int) []Peer {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []Peer
+	for _, name := range c.ring.Preference(key, n) {
+		p, ok := c.peers[name]
+		switch {
+		case name == c.self:
+			out = append(out, Peer{Name: c.self, State: membership.StateAlive})
+		case ok && (p.State == membership.StateAlive || p.State == membership.StateSuspect):
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, Peer{Name: c.self, State: membership.StateAlive})
+	}
+	return out
+}
+
 // Peer is the named member, if it is alive and reachable over HTTP.
 func (c *Cluster) Peer(name string) (Peer, bool) {
 	c.mu.RLock()

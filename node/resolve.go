@@ -143,7 +143,12 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 // of its preference list. It reports local when this node is that owner, or
 // no owner could be reached (this node then answers as owner).
 func (n *Node) viaOwner(ctx context.Context, key, path string, in, out any) (local bool, err error) {
-	for _, p := range n.cluster.Route(key, 3) {
+	return n.viaPeers(ctx, n.cluster.Route(key, 3), path, in, out)
+}
+
+// viaPeers is viaOwner over a given preference list.
+func (n *Node) viaPeers(ctx context.Context, peers []Peer, path string, in, out any) (local bool, err error) {
+	for _, p := range peers {
 		if p.Name == n.cluster.Self() {
 			return true, nil
 		}

@@ -131,7 +131,7 @@ var errXetVerify = fmt.Errorf("%w: Xet chunks do not match the file hash", ErrFi
 func (n *Node) ensureXetFile(ctx context.Context, token string, g xetGrant, hash string) error {
 	if n.cluster != nil {
 		var out struct{}
-		local, err := n.viaOwner(ctx, xetFileKey(hash), PeerXetEnsurePath, PeerXetRequest{Token: token, Hash: hash}, &out)
+		local, err := n.viaPeers(ctx, n.cluster.Preference(xetFileKey(hash), 3), PeerXetEnsurePath, PeerXetRequest{Token: token, Hash: hash}, &out)
 		if !local {
 			return err
 		}
@@ -279,7 +279,7 @@ func upstreamURLFor(entries []xet.XorbFetch, chunks xet.ChunkRange) string {
 func (n *Node) xorbOp(ctx context.Context, req PeerXorbOp) (*PeerXorbChunks, error) {
 	if n.cluster != nil {
 		var out PeerXorbChunks
-		local, err := n.viaOwner(ctx, xorbKey(req.Xorb), PeerXetXorbOpPath, req, &out)
+		local, err := n.viaPeers(ctx, n.cluster.Preference(xorbKey(req.Xorb), 3), PeerXetXorbOpPath, req, &out)
 		if !local {
 			if err != nil {
 				return nil, err

@@ -226,7 +226,7 @@ func parseFileRange(h string, size uint64) (start, end uint64, err error) {
 func (n *Node) xetRecordFor(ctx context.Context, token string, g xetGrant, hash string) (*xetRecord, error) {
 	if n.cluster != nil {
 		var rec xetRecord
-		local, err := n.viaOwner(ctx, xetFileKey(hash), PeerXetReconPath, PeerXetRequest{Token: token, Hash: hash}, &rec)
+		local, err := n.viaPeers(ctx, n.cluster.Preference(xetFileKey(hash), 3), PeerXetReconPath, PeerXetRequest{Token: token, Hash: hash}, &rec)
 		if !local {
 			if err != nil {
 				return nil, err
@@ -270,7 +270,7 @@ func (n *Node) heldXetRecord(g xetGrant, hash string) (*xetRecord, bool) {
 func (n *Node) peekXetRecord(ctx context.Context, token string, g xetGrant, hash string) (*xetRecord, bool) {
 	if n.cluster != nil {
 		var rec xetRecord
-		local, err := n.viaOwner(ctx, xetFileKey(hash), PeerXetReconPath, PeerXetRequest{Token: token, Hash: hash, Peek: true}, &rec)
+		local, err := n.viaPeers(ctx, n.cluster.Preference(xetFileKey(hash), 3), PeerXetReconPath, PeerXetRequest{Token: token, Hash: hash, Peek: true}, &rec)
 		if !local {
 			return &rec, err == nil
 		}

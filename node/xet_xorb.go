@@ -67,7 +67,7 @@ func (n *Node) OpenXorb(ctx context.Context, xorb string, q url.Values) (*XorbCo
 		xc.ranges = append(xc.ranges, [2]uint64{a, z})
 	}
 	if n.cluster != nil && ctx.Value(peerHopKey{}) == nil {
-		for _, p := range n.cluster.Route(xorbKey(xorb), 3) {
+		for _, p := range n.cluster.Preference(xorbKey(xorb), 3) {
 			if p.Name == n.cluster.Self() {
 				break
 			}

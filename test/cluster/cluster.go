@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,15 +89,25 @@ func Tune(mc *memberlist.Config) {
 
 func logger(t *testing.T, name string) *slog.Logger {
 	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+		// memberlist's probe goroutines may log a moment after Shutdown
+		// returns; once the test's cleanups are done, those lines are
+		// dropped rather than logged to a finished test (a panic).
+		done := new(atomic.Bool)
+		t.Cleanup(func() { done.Store(true) })
+		return slog.New(slog.NewTextHandler(tlog{t, done}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type tlog struct{ t *testing.T }
+type tlog struct {
+	t    *testing.T
+	done *atomic.Bool
+}
 
 func (w tlog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
