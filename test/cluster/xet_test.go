@@ -304,3 +304,32 @@ func TestXetExactRangeUpstream(t *testing.T) {
 		t.Fatal("the dropped chunk was not fetched again")
 	}
 }
+
+// Upstream xorb URLs that expired are refreshed by asking the Hub's CAS
+// for the reconstruction again, and the upstream Xet token is renewed when
+// the Hub's CAS refuses it.
+func TestXetUpstreamURLsAndTokensExpire(t *testing.T) {
+	hub := xetHub(t)
+	hub.SetXetURLTTL(time.Second)
+	hub.SetXetTokenTTL(2 * time.Second)
+	c := New(t, Options{Upstream: hub.URL()}, 1)
+	cl := &xetclient.Client{Version: 2, MultiRange: true}
+	want := hub.Bytes(hf.Model, xetRepo, "main", "a.bin")
+	fileHash := hub.FileInfo(hf.Model, xetRepo, "main", "a.bin").XetHash
+	if got, err := cl.Download(context.Background(), xetURL(c.Nodes[0], "a.bin")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("first download: %v", err)
+	}
+	recons := hub.Stats().Reconstructions[fileHash]
+	term := hub.XetChunks(fileHash)[0]
+	if err := c.Nodes[0].Store.DropXorbChunks(term.Xorb, []uint32{term.Start}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	Eventually(t, 10*time.Second, "upstream URLs and token expire", func() bool { return time.Since(start) > 2500*time.Millisecond })
+	if got, err := cl.Download(context.Background(), xetURL(c.Nodes[0], "a.bin")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("download after the upstream URLs expired: %v", err)
+	}
+	if n := hub.Stats().Reconstructions[fileHash]; n <= recons {
+		t.Fatalf("%d upstream reconstructions after the URLs expired, as many as before (%d): the URLs were not refreshed", n, recons)
+	}
+}
