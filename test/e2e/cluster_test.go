@@ -145,9 +145,24 @@ func TestClusterBehindBalancer(t *testing.T) {
 
 	checkSnapshot(t, hub, runJS(t, snapshotPlan(lb.URL, t)))
 	st := hub.Stats()
+	// The JS client downloads Xet files over Xet (native, the default): the
+	// cluster fetches their xorb ranges once each, never the file's body.
+	xetFiles := map[string]string{} // content address → Xet hash
+	for _, p := range hubFiles(t, hub, hf.Model, modelID) {
+		if fi := hub.FileInfo(hf.Model, modelID, "main", p); fi.Xet {
+			xetFiles[fi.Addr()] = fi.XetHash
+		}
+	}
 	for _, addr := range repoAddrs(t, hub) {
-		if n := st.BodyFetches(addr); n != 1 {
-			t.Errorf("blob %s fetched upstream %d times through 3 nodes, want 1", addr, n)
+		want := 1
+		if h, ok := xetFiles[addr]; ok {
+			want = 0
+			if st.Reconstructions[h] == 0 || st.XorbRefetchedBytes("") != 0 {
+				t.Errorf("Xet file %s: %d upstream reconstructions, %d xorb bytes fetched twice; want the xorbs fetched once", addr, st.Reconstructions[h], st.XorbRefetchedBytes(""))
+			}
+		}
+		if n := st.BodyFetches(addr); n != want {
+			t.Errorf("blob %s fetched upstream %d times through 3 nodes, want %d", addr, n, want)
 		}
 	}
 

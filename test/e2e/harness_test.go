@@ -153,7 +153,16 @@ type stack struct {
 	Dir   string
 }
 
-type stackOpt func(*node.Config, *store.Config)
+// stackOpt adjusts a stack's node, store and default remote before they start.
+type stackOpt func(*node.Config, *store.Config, *node.Remote)
+
+// xetHidden serves the default remote with Xet hidden (xet: hidden).
+func xetHidden(_ *node.Config, _ *store.Config, r *node.Remote) { r.Xet = node.XetHidden }
+
+// xetTokenTTL sets the lifetime of the Xet tokens the node issues.
+func xetTokenTTL(d time.Duration) stackOpt {
+	return func(nc *node.Config, _ *store.Config, _ *node.Remote) { nc.XetTokenTTL = d }
+}
 
 func newStack(t *testing.T, hub *fakehub.Hub, opts ...stackOpt) *stack {
 	t.Helper()
@@ -169,8 +178,9 @@ func openStack(t *testing.T, hub *fakehub.Hub, dir string, opts ...stackOpt) *st
 	ncfg.Name = "test-node"
 	ncfg.Logger = log
 	scfg := store.Config{Dir: dir, Budget: 1 << 30, Logger: log, Now: time.Now}
+	remote := &node.Remote{Name: node.DefaultRemote, RefTTL: time.Minute, Policy: node.PolicyOnDemand}
 	for _, o := range opts {
-		o(&ncfg, &scfg)
+		o(&ncfg, &scfg, remote)
 	}
 	st, err := store.Open(scfg)
 	if err != nil {
@@ -185,7 +195,8 @@ func openStack(t *testing.T, hub *fakehub.Hub, dir string, opts ...stackOpt) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(ncfg, node.LocalStore(st), &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand})
+	remote.Hub = hc
+	n, err := node.New(ncfg, node.LocalStore(st), remote)
 	if err != nil {
 		t.Fatal(err)
 	}

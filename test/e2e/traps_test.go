@@ -162,7 +162,8 @@ func TestTrapRelativeRedirectsFollowed(t *testing.T) {
 var linkNextRE = regexp.MustCompile(`^<(https?://[^>]+)>;\s+rel="next"$`)
 
 // Trap 6: tree pagination links are absolute URLs on the cache, in the
-// spelling hf.js parses, and following them lists every file exactly once.
+// spelling hf.js parses, and following them lists every file exactly once
+// (with its xetHash for Xet files only, Xet being native).
 func TestTrapTreePaginationRewritten(t *testing.T) {
 	hub := startHub(t)
 	hub.SetPageSize(7)
@@ -180,8 +181,11 @@ func TestTrapTreePaginationRewritten(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if _, ok := e["xetHash"]; ok {
-				t.Fatalf("xetHash leaked in tree entry %v", e)
+			// Xet is native (the default): only Xet files carry their xetHash.
+			if xh, ok := e["xetHash"]; ok {
+				if fi := hub.FileInfo(hf.Model, modelID, "main", fmt.Sprint(e["path"])); !fi.Xet || xh != fi.XetHash {
+					t.Fatalf("tree entry %v: xetHash %v, the Hub's %q", e, xh, fi.XetHash)
+				}
 			}
 			if e["type"] == "file" {
 				p := e["path"].(string)
@@ -330,10 +334,10 @@ func TestTrapErrorHeaders(t *testing.T) {
 	}
 }
 
-// Trap 13: Xet is hidden completely.
+// Trap 13: with the remote in xet: hidden mode, Xet is hidden completely.
 func TestTrapXetHidden(t *testing.T) {
 	hub := startHub(t)
-	s := newStack(t, hub)
+	s := newStack(t, hub, xetHidden)
 	u := resolveURL(s.URL, hf.Model, modelID, "main", "xet.bin")
 	for _, method := range []string{http.MethodHead, http.MethodGet} {
 		resp, _ := do(t, method, u, map[string]string{"Accept": "application/vnd.xet-fileinfo+json, */*", "Range": "bytes=0-0"})
@@ -475,3 +479,126 @@ func TestTrapPassthrough(t *testing.T) {
 		t.Fatalf("CORS preflight: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// Trap 13, native mode (the default): resolve of a Xet file, HEAD and GET,
+// plain and in the "fileinfo" form, advertises Xet with X-Xet-Hash and both
+// Links, absolute and on the cache (never the Hub or its CAS), and never
+// answers a 3xx; the fileinfo form carries what @huggingface/hub reads;
+// tree and paths-info keep xetHash; a non-Xet LFS file advertises no Xet.
+func TestTrapXetNative(t *testing.T) {
+	hub := startHub(t)
+	s := newStack(t, hub)
+	fi := hub.FileInfo(hf.Model, modelID, "main", "xet.bin")
+	if !fi.Xet || !hf.IsXetHash(fi.XetHash) {
+		t.Fatalf("fixture: xet.bin is not Xet-backed: %+v", fi)
+	}
+	u := resolveURL(s.URL, hf.Model, modelID, "main", "xet.bin")
+	checkLinks := func(what string, h http.Header) {
+		t.Helper()
+		if got := h.Get(hf.HeaderXetHash); got != fi.XetHash {
+			t.Fatalf("%s: X-Xet-Hash %q, want %s", what, got, fi.XetHash)
+		}
+		links := map[string]string{}
+		for _, m := range xetLinkRE.FindAllStringSubmatch(strings.Join(h.Values("Link"), ", "), -1) {
+			links[m[2]] = m[1]
+		}
+		auth, recon := links["xet-auth"], links["xet-reconstruction-info"]
+		if !strings.HasPrefix(auth, s.URL+"/api/models/"+modelID+"/xet-read-token/") {
+			t.Fatalf("%s: xet-auth Link %q is not the cache's token route (Link: %q)", what, auth, h.Values("Link"))
+		}
+		if recon != s.URL+"/v1/reconstructions/"+fi.XetHash {
+			t.Fatalf("%s: xet-reconstruction-info Link %q, want %s", what, recon, s.URL+"/v1/reconstructions/"+fi.XetHash)
+		}
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, hub.URL()) || strings.Contains(v, hub.CDNURL()) || strings.Contains(v, hub.CASURL()) {
+					t.Fatalf("%s: header %s: %q names the Hub", what, k, v)
+				}
+			}
+		}
+	}
+	for _, round := range []string{"cold", "warm"} {
+		for _, method := range []string{http.MethodHead, http.MethodGet} {
+			what := round + " " + method
+			resp, body := do(t, method, u, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: status %d (Location %q)", what, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			checkLinks(what, resp.Header)
+			if method == http.MethodGet && sha(body) != fi.SHA256 {
+				t.Fatalf("%s: %d bytes, not the file's", what, len(body))
+			}
+			// The fileinfo form, as @huggingface/hub's fileDownloadInfo asks.
+			resp, _ = do(t, method, u, map[string]string{"Accept": "application/vnd.xet-fileinfo+json, */*", "Range": "bytes=0-0"})
+			what += " fileinfo"
+			if resp.StatusCode >= 300 {
+				t.Fatalf("%s: status %d", what, resp.StatusCode)
+			}
+			checkLinks(what, resp.Header)
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, hf.XetFileInfoType) {
+				t.Fatalf("%s: Content-Type %q", what, ct)
+			}
+			if sz := resp.Header.Get(hf.HeaderLinkedSize); sz != strconv.FormatInt(fi.Size, 10) {
+				t.Fatalf("%s: X-Linked-Size %q, want %d", what, sz, fi.Size)
+			}
+			etag := resp.Header.Get(hf.HeaderLinkedETag)
+			if etag == "" {
+				etag = resp.Header.Get("ETag")
+			}
+			if hf.NormalizeETag(etag) != fi.SHA256 {
+				t.Fatalf("%s: X-Linked-ETag %q / ETag %q, want %s", what, resp.Header.Get(hf.HeaderLinkedETag), resp.Header.Get("ETag"), fi.SHA256)
+			}
+		}
+	}
+	// A plain LFS file and a regular file: no Xet.
+	for _, p := range []string{"model.safetensors", "config.json"} {
+		for _, hdr := range []map[string]string{nil, {"Accept": "application/vnd.xet-fileinfo+json, */*", "Range": "bytes=0-0"}} {
+			resp, _ := do(t, http.MethodGet, resolveURL(s.URL, hf.Model, modelID, "main", p), hdr)
+			if resp.StatusCode >= 300 || resp.Header.Get(hf.HeaderXetHash) != "" || strings.Contains(resp.Header.Get("Link"), "xet") || strings.Contains(resp.Header.Get("Content-Type"), "xet") {
+				t.Fatalf("%s (%v): %d, Xet advertised: %v", p, hdr, resp.StatusCode, resp.Header)
+			}
+		}
+	}
+	// Listings keep xetHash for the Xet file only.
+	listed := map[string]any{}
+	resp, body := do(t, http.MethodGet, s.URL+"/api/models/"+modelID+"/tree/main?recursive=true", nil)
+	var entries []map[string]any
+	if resp.StatusCode != 200 || json.Unmarshal(body, &entries) != nil {
+		t.Fatalf("tree: %d %s", resp.StatusCode, body)
+	}
+	for _, e := range entries {
+		listed[e["path"].(string)] = e["xetHash"]
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/models/"+modelID+"/paths-info/main", strings.NewReader(`{"paths":["xet.bin","model.safetensors"],"expand":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	r2, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Body.Close()
+	var infos []map[string]any
+	if err := json.NewDecoder(r2.Body).Decode(&infos); err != nil || len(infos) != 2 {
+		t.Fatalf("paths-info: %v, %d entries", err, len(infos))
+	}
+	for what, m := range map[string]map[string]any{"tree": listed, "paths-info": {infos[0]["path"].(string): infos[0]["xetHash"], infos[1]["path"].(string): infos[1]["xetHash"]}} {
+		if m["xet.bin"] != fi.XetHash {
+			t.Errorf("%s: xet.bin xetHash %v, want %s", what, m["xet.bin"], fi.XetHash)
+		}
+		if m["model.safetensors"] != nil {
+			t.Errorf("%s: model.safetensors xetHash %v", what, m["model.safetensors"])
+		}
+	}
+	// The token route names the cache as the CAS, in its JSON and headers.
+	tok, tbody := do(t, http.MethodGet, s.URL+"/api/models/"+modelID+"/xet-read-token/main", nil)
+	var tj struct {
+		AccessToken string `json:"accessToken"`
+		Exp         int64  `json:"exp"`
+		CASURL      string `json:"casUrl"`
+	}
+	if tok.StatusCode != 200 || json.Unmarshal(tbody, &tj) != nil || tj.CASURL != s.URL || tok.Header.Get(hf.HeaderXetCASURL) != s.URL ||
+		tj.AccessToken == "" || tok.Header.Get(hf.HeaderXetAccessToken) != tj.AccessToken || tok.Header.Get(hf.HeaderXetExpiration) != strconv.FormatInt(tj.Exp, 10) {
+		t.Fatalf("xet-read-token: %d %s %v", tok.StatusCode, tbody, tok.Header)
+	}
+}
+
+var xetLinkRE = regexp.MustCompile(`<([^>]+)>;\s*rel="([^"]+)"`)
