@@ -74,5 +74,7 @@ bench:
 	$(GO) build -o bin/fakehub ./test/fakehub/cmd/fakehub
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
 		(echo "installing nginx from Debian's packages"; apt-get update -qq && apt-get install -y -qq nginx)
+	@[ -d test/js/node_modules/@huggingface/hub ] || ! command -v npm >/dev/null 2>&1 || \
+		(echo "installing @huggingface/hub for the XET phase"; cd test/js && npm ci --no-audit --no-fund --loglevel=error)
 	$(GO) run ./test/bench -hfcache $(BIN) -fakehub bin/fakehub \
 		-nginx "$$(command -v nginx || echo /usr/sbin/nginx)" -json bench-results.json $(BENCHFLAGS)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,10 @@ type Config struct {
 	WorkDir  string
 	JSONPath string
 	Out      io.Writer
-	Only     string // comma-separated phases to run (P1..P7); "" = all
+	Only     string // comma-separated phases to run (P1..P7, XET); "" = all
+	NodeBin  string // node, for XET ("" = skip XET)
+	JSDir    string // test/js: xetbench.mjs and node_modules
+	XetSize  int64  // XET: the Xet file's size (0 = 1 GiB; 4 MiB with Quick)
 }
 
 // sizes are the file sizes and durations of a run.
@@ -38,16 +42,17 @@ type sizes struct {
 	P1Dur, P2Dur                time.Duration
 	P1Clients, P2Clients        int
 	P4Clients                   int
+	Xet                         int64 // XET: the Xet file's size
 }
 
 func fullSizes() sizes {
 	return sizes{Big: 1 << 30, W16: 16 << 20, Small: 4 << 10, P3: 1 << 30, P4: 64 << 20, P7: 16 << 20,
-		Rate: 128 << 20, P1Dur: 2 * time.Second, P2Dur: 5 * time.Second, P1Clients: 8, P2Clients: 64, P4Clients: 64}
+		Rate: 128 << 20, P1Dur: 2 * time.Second, P2Dur: 5 * time.Second, P1Clients: 8, P2Clients: 64, P4Clients: 64, Xet: 1 << 30}
 }
 
 func quickSizes() sizes {
 	return sizes{Big: 8 << 20, W16: 1 << 20, Small: 4 << 10, P3: 4 << 20, P4: 4 << 20, P7: 1 << 20,
-		Rate: 16 << 20, P1Dur: 300 * time.Millisecond, P2Dur: 500 * time.Millisecond, P1Clients: 8, P2Clients: 64, P4Clients: 64}
+		Rate: 16 << 20, P1Dur: 300 * time.Millisecond, P2Dur: 500 * time.Millisecond, P1Clients: 8, P2Clients: 64, P4Clients: 64, Xet: 4 << 20}
 }
 
 // Metric is one row of the table: per-round values of two columns.
@@ -77,6 +82,7 @@ type Report struct {
 	Sizes   sizes     `json:"sizes"`
 	Nginx   bool      `json:"nginx"`
 	Metrics []*Metric `json:"metrics"`
+	XetRuns []XetRun  `json:"xet_runs,omitempty"` // XET: every download's raw numbers
 	Missing []string  `json:"missing,omitempty"`
 	Elapsed string    `json:"elapsed"`
 }
@@ -175,6 +181,7 @@ type bench struct {
 	rep     *Report
 	hubA    *hub // unthrottled
 	hubB    *hub // capped at sz.Rate per connection (P3)
+	hubX    *hub // serves the Xet file (XET)
 	hfA     *hfNode
 	hfB     *hfNode
 	ng      *nginxProc
@@ -235,6 +242,9 @@ func Run(cfg Config) (*Report, error) {
 	if cfg.Rate > 0 {
 		sz.Rate = cfg.Rate
 	}
+	if cfg.XetSize > 0 {
+		sz.Xet = cfg.XetSize
+	}
 	if cfg.WorkDir == "" {
 		d, err := os.MkdirTemp("", "hfcache-bench")
 		if err != nil {
@@ -258,7 +268,7 @@ func Run(cfg Config) (*Report, error) {
 		name string
 		run  func() error
 	}{
-		{"P4", b.p4}, {"P5", b.p5}, {"P1", b.p1}, {"P6", b.p6}, {"P2", b.p2}, {"P3", b.p3}, {"P7", b.p7},
+		{"P4", b.p4}, {"P5", b.p5}, {"P1", b.p1}, {"P6", b.p6}, {"P2", b.p2}, {"P3", b.p3}, {"P7", b.p7}, {"XET", b.pXet},
 	}
 	var errs []error
 	for _, p := range phases {
@@ -309,10 +319,17 @@ func (b *bench) start() error {
 	}
 	b.logf("starting fake Hubs (hashing generated files)")
 	var wg sync.WaitGroup
-	var errA, errB error
+	var errA, errB, errX error
 	wg.Add(2)
 	go func() { defer wg.Done(); b.hubA, errA = startHub(b.cfg.HubBin, sz.Big, 0, filesA) }()
 	go func() { defer wg.Done(); b.hubB, errB = startHub(b.cfg.HubBin, 0, sz.Rate, filesB) }()
+	if b.want("XET") {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.hubX, errX = startHub(b.cfg.HubBin, 0, 0, nil, "-big-xet", strconv.FormatInt(sz.Xet, 10))
+		}()
+	}
 	wg.Wait()
 	if b.hubA != nil {
 		b.onClose(b.hubA.Close)
@@ -320,7 +337,10 @@ func (b *bench) start() error {
 	if b.hubB != nil {
 		b.onClose(b.hubB.Close)
 	}
-	if err := errors.Join(errA, errB); err != nil {
+	if b.hubX != nil {
+		b.onClose(b.hubX.Close)
+	}
+	if err := errors.Join(errA, errB, errX); err != nil {
 		return err
 	}
 	var err error

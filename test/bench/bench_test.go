@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -34,9 +35,17 @@ func TestQuick(t *testing.T) {
 	if ngBin == "" {
 		t.Log("nginx not installed: the nginx columns stay empty")
 	}
+	// XET: test/js/xetbench.mjs with the pinned @huggingface/hub (make deps).
+	nodeBin, _ := exec.LookPath("node")
+	jsDir, _ := filepath.Abs("../js")
+	withXet := jsReady(nodeBin, jsDir) == ""
+	if !withXet {
+		t.Logf("XET not run: %s", jsReady(nodeBin, jsDir))
+	}
 	var out bytes.Buffer
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
-	rep, err := Run(Config{HFBin: hfBin, HubBin: hubBin, NginxBin: ngBin, Quick: true, WorkDir: t.TempDir(), JSONPath: jsonPath, Out: &out})
+	rep, err := Run(Config{HFBin: hfBin, HubBin: hubBin, NginxBin: ngBin, Quick: true, WorkDir: t.TempDir(), JSONPath: jsonPath, Out: &out,
+		NodeBin: nodeBin, JSDir: jsDir})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +53,26 @@ func TestQuick(t *testing.T) {
 	// Every phase measured hfcache (column A) with a positive value.
 	seen := map[string]bool{}
 	for _, m := range rep.Metrics {
+		if m.Phase == "XET" {
+			// Both modes ran, cold and warm; no timing is asserted (a
+			// server CPU delta may round to 0), only that the client got
+			// the file's bytes.
+			seen[m.Phase] = true
+			if m.AMed == nil || m.BMed == nil {
+				t.Errorf("XET %q: xet %v plain %v", m.Name, m.AVals, m.BVals)
+				continue
+			}
+			if strings.HasSuffix(m.Name, "bytes match (sha256 = file's)") && (*m.AMed != 1 || *m.BMed != 1) {
+				t.Errorf("XET %q: xet %v plain %v, want 1", m.Name, m.AVals, m.BVals)
+			}
+			if strings.HasPrefix(m.Name, "warm ") && strings.Contains(m.Name, "upstream bytes (fake Hub") && (*m.AMed != 0 || *m.BMed != 0) {
+				t.Errorf("XET %q: xet %v plain %v: a warm download went upstream", m.Name, m.AVals, m.BVals)
+			}
+			if m.Unit == "MiB/s" && (*m.AMed <= 0 || *m.BMed <= 0) {
+				t.Errorf("XET %q: xet %v plain %v", m.Name, m.AVals, m.BVals)
+			}
+			continue
+		}
 		if len(m.AVals) == 0 || m.AMed == nil {
 			t.Errorf("%s %q: no hfcache value", m.Phase, m.Name)
 			continue
@@ -56,7 +85,11 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s %q: nginx installed but no nginx value", m.Phase, m.Name)
 		}
 	}
-	for _, p := range []string{"P1", "P2", "P3", "P4", "P5", "P6", "P7"} {
+	phases := []string{"P1", "P2", "P3", "P4", "P5", "P6", "P7"}
+	if withXet {
+		phases = append(phases, "XET")
+	}
+	for _, p := range phases {
 		if !seen[p] {
 			t.Errorf("phase %s reported nothing", p)
 		}

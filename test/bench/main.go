@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -29,8 +30,19 @@ func main() {
 	flag.Int64Var(&cfg.Rate, "rate", 0, "P3: the fake Hub's per-connection cap in bytes/s (default 128 MiB/s; 16 MiB/s with -quick)")
 	flag.StringVar(&cfg.WorkDir, "workdir", "", "directory for data (default: a temporary directory, removed at the end)")
 	flag.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
-	flag.StringVar(&cfg.Only, "only", "", "comma-separated phases to run, e.g. P1,P2 (default all)")
+	flag.StringVar(&cfg.Only, "only", "", "comma-separated phases to run, e.g. P1,P2 or XET (default all)")
+	flag.StringVar(&cfg.NodeBin, "node", "node", "node binary for the XET phase's JS client (empty: skip XET)")
+	flag.StringVar(&cfg.JSDir, "js-dir", "test/js", "directory of xetbench.mjs and its node_modules (@huggingface/hub)")
+	flag.Int64Var(&cfg.XetSize, "xet-size", 0, "XET: size of the Xet-backed file in bytes (default 1 GiB; 4 MiB with -quick)")
 	flag.Parse()
+	if cfg.NodeBin != "" {
+		if p, err := exec.LookPath(cfg.NodeBin); err == nil {
+			cfg.NodeBin = p
+		}
+	}
+	if a, err := filepath.Abs(cfg.JSDir); err == nil {
+		cfg.JSDir = a
+	}
 	for _, p := range []*string{&cfg.HFBin, &cfg.HubBin, &cfg.NginxBin} {
 		if *p != "" {
 			if a, err := filepath.Abs(*p); err == nil {

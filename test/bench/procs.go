@@ -95,7 +95,7 @@ type hub struct {
 	proxy *countProxy
 }
 
-func startHub(bin string, bigSize, rate int64, files []string) (*hub, error) {
+func startHub(bin string, bigSize, rate int64, files []string, extra ...string) (*hub, error) {
 	px, err := newCountProxy()
 	if err != nil {
 		return nil, err
@@ -118,6 +118,7 @@ func startHub(bin string, bigSize, rate int64, files []string) (*hub, error) {
 	for _, f := range files {
 		args = append(args, "-file", f)
 	}
+	args = append(args, extra...)
 	got := make(chan [2]string, 1)
 	var hubURL string
 	p, err := startProc("fakehub", exec.Command(bin, args...), func(line string) {
