@@ -232,7 +232,18 @@ func (n *Node) fillXorbs(ctx context.Context, remote string, rec *xetRecord, url
 	out := make(map[string]map[uint32]xet.Chunk, len(rec.Xorbs))
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(4)
-	for xorb, ranges := range rec.Xorbs {
+	// In file order: clients read terms in order, and a xorb is released
+	// to them as soon as it is whole (verifyWholeXorb).
+	var order []string
+	seen := make(map[string]bool, len(rec.Xorbs))
+	for _, t := range rec.Terms {
+		if !seen[t.Hash] {
+			seen[t.Hash] = true
+			order = append(order, t.Hash)
+		}
+	}
+	for _, xorb := range order {
+		ranges := rec.Xorbs[xorb]
 		req := PeerXorbOp{Op: op, Remote: remote, Xorb: xorb}
 		for _, r := range ranges {
 			fr := XorbFillRange{Chunks: r.Chunks, Bytes: r.Bytes}
@@ -304,6 +315,9 @@ func (n *Node) XorbOpLocal(ctx context.Context, req PeerXorbOp) (*PeerXorbChunks
 		}
 		st.fill.Lock()
 		err = n.fillXorbRanges(ctx, r, req.Xorb, req.Ranges, st)
+		if err == nil {
+			err = n.verifyWholeXorb(req.Xorb, st)
+		}
 		st.fill.Unlock()
 		if err != nil {
 			return nil, err
@@ -346,6 +360,36 @@ func (n *Node) XorbOpLocal(ctx context.Context, req PeerXorbOp) (*PeerXorbChunks
 		}
 	}
 	return out, nil
+}
+
+// verifyWholeXorb marks a xorb's chunks verified when the chunks held from
+// index 0 on hash to the xorb's own hash: they are then the whole xorb, as
+// its author made it. Most terms of a large file read a whole xorb, so its
+// readers need not wait for the rest of the file to be filled and checked
+// (a file's hash needs all its chunks). Chunks that are only part of their
+// xorb wait for their file's check.
+func (n *Node) verifyWholeXorb(xorb string, st *xorbState) error {
+	held, err := n.store.XorbChunks(xorb)
+	if err != nil {
+		return err
+	}
+	var leaves []xet.Chunk
+	var idx []uint32
+	pending := false
+	for i, c := range held {
+		if c.Index != uint32(i) {
+			break
+		}
+		leaves = append(leaves, xet.Chunk{Hash: c.Hash, Size: uint64(c.RawLen)})
+		idx = append(idx, c.Index)
+		pending = pending || !c.Verified
+	}
+	if !pending || len(leaves) == 0 || xet.XorbHash(leaves).String() != xorb {
+		return nil
+	}
+	err = n.store.VerifyXorbChunks(xorb, idx)
+	st.notify()
+	return err
 }
 
 func inRanges(i uint32, rs []XorbFillRange) bool {
@@ -447,8 +491,8 @@ func firstMissingRun(fr XorbFillRange, held map[uint32]store.XorbChunk) (xorbRun
 }
 
 // xorbBatch is how many bytes of chunks are stored (and readers woken) at
-// a time during a fill.
-const xorbBatch = 1 << 20
+// a time during a fill: each batch costs an fsync and a bolt transaction.
+const xorbBatch = 4 << 20
 
 // fetchXorbRun reads a run of chunks from upstream, checking each chunk's
 // framing and decompressed length and hashing it, and stores them in
