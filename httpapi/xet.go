@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -65,14 +67,8 @@ func (c *Client) serveXet(w http.ResponseWriter, r *http.Request, d Distribution
 		w.WriteHeader(http.StatusOK)
 		w.Write(body)
 	case "xorb":
-		xc, err := c.node.OpenXorb(r.Context(), xr.Hash, r.URL.Query())
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		ranges, err := xorbRanges(r.Header.Get("Range"), xc)
-		if err != nil {
-			writeError(w, err)
+		xc, ranges, ok := c.openXorb(r.Context(), w, r, xr.Hash, r.URL.Query())
+		if !ok {
 			return
 		}
 		if xc.Remote() {
@@ -95,17 +91,22 @@ func (c *Client) servePeerXorb(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	xorb := q.Get("xorb")
 	q.Del("xorb")
-	xc, err := c.node.OpenXorb(node.AsPeerHop(r.Context()), xorb, q)
-	if err != nil {
-		writeError(w, err)
-		return
+	if xc, ranges, ok := c.openXorb(node.AsPeerHop(r.Context()), w, r, xorb, q); ok {
+		c.serveXorb(w, r, xc, ranges)
 	}
-	ranges, err := xorbRanges(r.Header.Get("Range"), xc)
-	if err != nil {
-		writeError(w, err)
-		return
+}
+
+// openXorb checks a xorb URL and its Range, or answers the error.
+func (c *Client) openXorb(ctx context.Context, w http.ResponseWriter, r *http.Request, xorb string, q url.Values) (*node.XorbContent, [][2]uint64, bool) {
+	xc, err := c.node.OpenXorb(ctx, xorb, q)
+	if err == nil {
+		var ranges [][2]uint64
+		if ranges, err = xorbRanges(r.Header.Get("Range"), xc); err == nil {
+			return xc, ranges, true
+		}
 	}
-	c.serveXorb(w, r, xc, ranges)
+	writeError(w, err)
+	return nil, nil, false
 }
 
 // xorbRanges parses a xorb GET's Range: one or more inclusive byte ranges,

@@ -47,8 +47,14 @@ func NewPeerAuth(secret string, now func() time.Time) PeerAuth {
 		return PeerAuth{}
 	}
 	k := sha256.Sum256([]byte("hfcache-peer\x00" + secret))
-	tk := sha256.Sum256([]byte("hfcache-peer-token\x00" + secret))
-	block, err := aes.NewCipher(tk[:])
+	return PeerAuth{key: k[:], window: time.Minute, now: now, aead: deriveAEAD(secret, "hfcache-peer-token")}
+}
+
+// deriveAEAD is AES-256-GCM under a key derived from the cluster secret
+// for one purpose (label), so no two uses share a key.
+func deriveAEAD(secret, label string) cipher.AEAD {
+	k := sha256.Sum256([]byte(label + "\x00" + secret))
+	block, err := aes.NewCipher(k[:])
 	if err != nil {
 		panic(err) // a 32-byte key is always valid
 	}
@@ -56,7 +62,7 @@ func NewPeerAuth(secret string, now func() time.Time) PeerAuth {
 	if err != nil {
 		panic(err)
 	}
-	return PeerAuth{key: k[:], window: time.Minute, now: now, aead: aead}
+	return aead
 }
 
 // SealToken encrypts an upstream token for a peer, so it never crosses the

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
@@ -79,18 +78,9 @@ func newXetState(secret string) *xetState {
 		rand.Read(b)
 		secret = hex.EncodeToString(b)
 	}
-	ek := sha256.Sum256([]byte("hfcache-xet-token\x00" + secret))
 	sk := sha256.Sum256([]byte("hfcache-xet-url\x00" + secret))
-	block, err := aes.NewCipher(ek[:])
-	if err != nil {
-		panic(err) // a 32-byte key is always valid
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err)
-	}
 	return &xetState{
-		aead: aead, signKey: sk[:], tokenTTL: xetTokenTTL,
+		aead: deriveAEAD(secret, "hfcache-xet-token"), signKey: sk[:], tokenTTL: xetTokenTTL,
 		upstream: make(map[string]*hubclient.XetToken),
 		urls:     make(map[string]*upstreamRecon),
 		xorbs:    make(map[string]*xorbState),
