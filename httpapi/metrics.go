@@ -98,11 +98,10 @@ const (
 	sourceDisk
 	sourceUpstream
 	sourcePeer
-	sourceXet // xorb ranges from the chunk store (filled from upstream as needed)
 	numSources
 )
 
-var sourceNames = [numSources]string{"none", "disk", "upstream", "peer", "xet"}
+var sourceNames = [numSources]string{"none", "disk", "upstream", "peer"}
 
 func (s sourceID) String() string { return sourceNames[s] }
 
@@ -117,8 +116,6 @@ func sourceOf(header string, relayed bool) sourceID {
 		return sourceUpstream
 	case "peer":
 		return sourcePeer
-	case "xet":
-		return sourceXet
 	}
 	return sourceNone
 }

@@ -142,6 +142,11 @@ func xorbRanges(h string, xc *node.XorbContent) ([][2]uint64, error) {
 // breaks the transfer.
 func (c *Client) serveXorb(w http.ResponseWriter, r *http.Request, xc *node.XorbContent, ranges [][2]uint64) {
 	ctx := r.Context()
+	// A hit when every chunk was there, verified, before any was read.
+	held := true
+	for _, rg := range ranges {
+		held = held && xc.Held(rg[0], rg[1])
+	}
 	rd := xc.Reader(ctx, ranges[0][0], ranges[0][1])
 	buf := make([]byte, 256<<10)
 	first, err := io.ReadAtLeast(rd, buf, 1)
@@ -151,7 +156,10 @@ func (c *Client) serveXorb(w http.ResponseWriter, r *http.Request, xc *node.Xorb
 		return
 	}
 	h := w.Header()
-	h.Set(headerSource, "xet")
+	h.Set(headerSource, node.SourceUpstream)
+	if held {
+		h.Set(headerSource, node.SourceDisk)
+	}
 	if len(ranges) == 1 {
 		a, z := ranges[0][0], ranges[0][1]
 		h.Set("Content-Type", "application/octet-stream")

@@ -127,6 +127,17 @@ func (x *XorbContent) Proxy(ctx context.Context, hdr http.Header) (*http.Respons
 	return nil, nil
 }
 
+// Held reports whether this node holds every chunk of xorb bytes
+// [start, end], verified: the range is then served from disk alone.
+func (x *XorbContent) Held(start, end uint64) bool {
+	cs, err := x.n.store.XorbChunks(x.xorb)
+	if err != nil {
+		return false
+	}
+	r := xorbReader{chunks: cs, start: start, end: end}
+	return r.verified()
+}
+
 // Reader streams xorb bytes [start, end] (inclusive) from this node's
 // store, waiting for chunks that are being filled and starting the file's
 // fill when a chunk is missing. The last byte is held back until every

@@ -464,6 +464,7 @@ type balancer struct {
 	backends []*node
 	next     int
 	files    map[string][]served // key: type/repo/path; in arrival order
+	xetFiles map[string]string   // Xet file hash (X-Xet-Hash) → key
 }
 
 type backendKey struct{}
@@ -473,7 +474,7 @@ func newBalancer(nodes []*node) (*balancer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &balancer{URL: "http://" + ln.Addr().String(), backends: nodes, files: map[string][]served{},
+	b := &balancer{URL: "http://" + ln.Addr().String(), backends: nodes, files: map[string][]served{}, xetFiles: map[string]string{},
 		tr: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
 	b.proxy = &httputil.ReverseProxy{
 		Transport: b.tr,
@@ -505,13 +506,21 @@ func (b *balancer) record(r *http.Request, resp *http.Response) {
 	if r.Method != http.MethodGet {
 		return
 	}
-	key, ok := fileKey(r.URL.Path)
-	if !ok {
-		return
-	}
 	be := r.Context().Value(backendKey{}).(*node)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	key, ok := fileKey(r.URL.Path)
+	if h := resp.Header.Get("X-Xet-Hash"); ok && h != "" {
+		b.xetFiles[h] = key
+	}
+	if strings.Contains(r.URL.Path, "/xet/xorb/") {
+		// A Xet client's range of a xorb: part of the file it was
+		// resolved for (its f= parameter is the file's Xet hash).
+		key, ok = b.xetFiles[r.URL.Query().Get("f")]
+	}
+	if !ok {
+		return
+	}
 	b.files[key] = append(b.files[key], served{via: be.name, node: resp.Header.Get("X-Hfcache-Node"), source: resp.Header.Get("X-Hfcache-Source"), status: resp.StatusCode})
 }
 
@@ -651,7 +660,9 @@ that served the bytes (X-Hfcache-Node): the file's owner in the cluster; a node 
 not own a file relays the owner's answer. SOURCE: where the bytes came from
 (X-Hfcache-Source: upstream = the Hub, disk = the owner's cache, peer = another node's
 copy). The client first probes each file with "Range: bytes=0-0"; "upstream>disk" means
-the probe went to the Hub and the download itself then found the file on disk.`
+the probe went to the Hub and the download itself then found the file on disk. Xet-backed
+files are downloaded over Xet: their SOURCE is that of the xorb ranges the client read
+(upstream = filled from the Hub for this request, disk = every chunk already held).`
 
 // report prints one line per file (the balancer's view of its full
 // download) and a summary line.
