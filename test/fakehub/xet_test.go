@@ -388,7 +388,9 @@ func TestXetCASAuth(t *testing.T) {
 			t.Fatalf("401 body %q", r.body)
 		}
 		reconstruction(t, h, v, tokAlice, hash).wantStatus(t, http.StatusUnauthorized) // a Hub token is no Xet token
-		reconstruction(t, h, v, tok[:len(tok)-1]+"0", hash).wantStatus(t, http.StatusUnauthorized)
+		// A tampered signature (its last digit changed: "0" unless it is one).
+		bad := tok[:len(tok)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(tok, "0")]
+		reconstruction(t, h, v, bad, hash).wantStatus(t, http.StatusUnauthorized)
 		reconstruction(t, h, v, tok, xetHashOf(h, xetOther, "other.bin")).wantStatus(t, http.StatusNotFound)
 		reconstruction(t, h, v, tok, strings.Repeat("0", 64)).wantStatus(t, http.StatusNotFound)
 		reconstruction(t, h, v, tok, "xyz").wantStatus(t, http.StatusBadRequest)
