@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -313,9 +314,18 @@ func copyBody(fl *fill, body io.Reader, buf []byte, off, skip int64) (progressed
 			if _, werr := fl.w.WriteAt(buf[:nr], off); werr != nil {
 				return progressed, &diskError{werr}
 			}
+			first := !progressed && off == 0
 			off += int64(nr)
 			progressed = true
 			fl.update(func() { fl.written = off })
+			if first {
+				// The readers just woken wait for this goroutine's time
+				// slice while upstream data keeps arriving (it never
+				// blocks): let them send the first byte now. Cold time
+				// to first byte, median of 20 (16 MiB files): 8.4-8.9 ms
+				// before, 5.8-6.9 ms after.
+				runtime.Gosched()
+			}
 		}
 		if rerr == io.EOF {
 			if off < fl.size {
