@@ -27,6 +27,10 @@ type Metrics struct {
 	peerBytes                            *prometheus.CounterVec // direction
 	peerIn, peerOut                      prometheus.Counter
 
+	xetFiles                 *prometheus.CounterVec // result
+	xetVerified, xetFailed   prometheus.Counter
+	xetChunkBytes, xetRecons prometheus.Counter
+
 	inFlight, ringMembers, ringShare, gossipMembers *prometheus.Desc
 }
 
@@ -53,6 +57,18 @@ func NewMetrics() *Metrics {
 			Name: "hfcache_peer_bytes_total",
 			Help: "Blob bytes exchanged with other nodes: direction=in (relayed from an owner, or copied into a fill), out (served on peer routes).",
 		}, []string{"direction"}),
+		xetFiles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hfcache_xet_files_checked_total",
+			Help: "Xet file fills this node coordinated (as the file's owner), by result: verified (the chunks hash to the file's Xet hash), failed (not, or a fill error).",
+		}, []string{"result"}),
+		xetChunkBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hfcache_xet_chunk_bytes_filled_total",
+			Help: "Bytes of Xet chunks this node stored from upstream (as the xorbs' owner), headers included.",
+		}),
+		xetRecons: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hfcache_xet_upstream_reconstructions_total",
+			Help: "Reconstructions this node fetched from the upstream CAS (a new file, a new repository for it, or fresh signed URLs).",
+		}),
 		inFlight:      prometheus.NewDesc("hfcache_fills_in_flight", "Blob fills running on this node.", nil, nil),
 		ringMembers:   prometheus.NewDesc("hfcache_ring_members", "Members on the consistent-hash ring, as this node sees it.", nil, nil),
 		ringShare:     prometheus.NewDesc("hfcache_ring_owned_share", "Fraction of the ring's partitions this node owns.", nil, nil),
@@ -64,6 +80,8 @@ func NewMetrics() *Metrics {
 	m.postponed = m.fillResults.WithLabelValues("postponed")
 	m.peerIn = m.peerBytes.WithLabelValues("in")
 	m.peerOut = m.peerBytes.WithLabelValues("out")
+	m.xetVerified = m.xetFiles.WithLabelValues("verified")
+	m.xetFailed = m.xetFiles.WithLabelValues("failed")
 	return m
 }
 
@@ -87,6 +105,9 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.fillsBusy.Desc()
 	m.fillResults.Describe(ch)
 	m.peerBytes.Describe(ch)
+	m.xetFiles.Describe(ch)
+	ch <- m.xetChunkBytes.Desc()
+	ch <- m.xetRecons.Desc()
 	ch <- m.inFlight
 	ch <- m.ringMembers
 	ch <- m.ringShare
@@ -100,6 +121,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.fillsBusy
 	m.fillResults.Collect(ch)
 	m.peerBytes.Collect(ch)
+	m.xetFiles.Collect(ch)
+	ch <- m.xetChunkBytes
+	ch <- m.xetRecons
 	n := m.node.Load()
 	if n == nil {
 		return
@@ -178,5 +202,27 @@ func (m *Metrics) PeerBytesIn(n int64) {
 func (m *Metrics) PeerBytesOut(n int64) {
 	if m != nil && n > 0 {
 		m.peerOut.Add(float64(n))
+	}
+}
+
+func (m *Metrics) xetFileChecked(err error) {
+	switch {
+	case m == nil:
+	case err == nil:
+		m.xetVerified.Inc()
+	default:
+		m.xetFailed.Inc()
+	}
+}
+
+func (m *Metrics) xetChunksFilled(n int) {
+	if m != nil {
+		m.xetChunkBytes.Add(float64(n))
+	}
+}
+
+func (m *Metrics) xetReconFetched() {
+	if m != nil {
+		m.xetRecons.Inc()
 	}
 }

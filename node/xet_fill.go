@@ -154,7 +154,9 @@ func (n *Node) ensureXetFileLocal(ctx context.Context, g xetGrant, hash string) 
 		// the request that started it, and ends with the node.
 		fctx, cancel := context.WithTimeout(n.ctx, time.Hour)
 		defer cancel()
-		return nil, n.fillXetFile(fctx, g, hash)
+		err := n.fillXetFile(fctx, g, hash)
+		n.metrics.xetFileChecked(err)
+		return nil, err
 	})
 	select {
 	case res := <-ch:
@@ -527,6 +529,9 @@ func (n *Node) fetchXorbRun(ctx context.Context, r *Remote, xorb, url string, ru
 			return nil
 		}
 		err := n.store.PutXorbChunks(xorb, batch, data)
+		if err == nil {
+			n.metrics.xetChunksFilled(pending)
+		}
 		batch, data, pending = nil, nil, 0
 		st.notify()
 		return err

@@ -335,6 +335,7 @@ func (n *Node) upstreamRecon(ctx context.Context, g xetGrant, hash string) (*xet
 		if err != nil {
 			return nil, err
 		}
+		n.metrics.xetReconFetched()
 		resp, err := r.Hub.Fetch(ctx, ut.CASURL+"/v2/reconstructions/"+hash, http.Header{"Authorization": {"Bearer " + ut.AccessToken}})
 		var he *hubclient.Error
 		if errors.As(err, &he) {

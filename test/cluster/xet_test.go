@@ -104,6 +104,26 @@ func TestXetThroughCluster(t *testing.T) {
 		t.Errorf("plain GET fetched the file from the Hub %d times; want it assembled from held chunks", n)
 	}
 	refetched(t, hub)
+
+	// The cluster's metrics: one verified file, every xorb byte the Hub
+	// served stored once, one upstream reconstruction.
+	verified, failed, filled, recons := xetMetrics(t, c)
+	if verified < 1 || failed != 0 || filled != float64(hub.Stats().XorbBytesServed("")) || recons != 1 {
+		t.Errorf("metrics: %v files verified, %v failed, %v chunk bytes filled (the Hub served %d), %v upstream reconstructions",
+			verified, failed, filled, hub.Stats().XorbBytesServed(""), recons)
+	}
+}
+
+// xetMetrics sums the Xet series over the cluster's nodes.
+func xetMetrics(t *testing.T, c *Cluster) (verified, failed, filled, recons float64) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		verified += gather(t, n.Metrics, "hfcache_xet_files_checked_total", map[string]string{"result": "verified"})
+		failed += gather(t, n.Metrics, "hfcache_xet_files_checked_total", map[string]string{"result": "failed"})
+		filled += gather(t, n.Metrics, "hfcache_xet_chunk_bytes_filled_total", nil)
+		recons += gather(t, n.Metrics, "hfcache_xet_upstream_reconstructions_total", nil)
+	}
+	return
 }
 
 func sha(b []byte) string {
@@ -190,6 +210,9 @@ func TestXetCorruptXorbIsNeverServed(t *testing.T) {
 			t.Fatalf("download via %s succeeded with a corrupt xorb (bytes equal: %v)", n.Name, bytes.Equal(got, want))
 		}
 		t.Logf("via %s: %v", n.Name, err)
+	}
+	if _, failed, _, _ := xetMetrics(t, c); failed < 1 {
+		t.Errorf("hfcache_xet_files_checked_total{result=failed} = %v after a corrupt fill", failed)
 	}
 	// A plain GET is not assembled from unverified chunks either.
 	resp, body := Get(t, xetURL(c.Nodes[0], "c.bin"), nil)
