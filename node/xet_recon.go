@@ -336,8 +336,15 @@ func (n *Node) upstreamRecon(ctx context.Context, g xetGrant, hash string) (*xet
 			return nil, err
 		}
 		n.metrics.xetReconFetched()
-		resp, err := r.Hub.Fetch(ctx, ut.CASURL+"/v2/reconstructions/"+hash, http.Header{"Authorization": {"Bearer " + ut.AccessToken}})
+		auth := http.Header{"Authorization": {"Bearer " + ut.AccessToken}}
+		v1 := false
+		resp, err := r.Hub.Fetch(ctx, ut.CASURL+"/v2/reconstructions/"+hash, auth)
 		var he *hubclient.Error
+		if errors.As(err, &he) && (he.Status == http.StatusNotFound || he.Status == http.StatusNotImplemented) {
+			// A CAS without v2 (or a file v2 does not know): v1 decides.
+			v1 = true
+			resp, err = r.Hub.Fetch(ctx, ut.CASURL+"/v1/reconstructions/"+hash, auth)
+		}
 		if errors.As(err, &he) {
 			switch {
 			case he.Status == http.StatusUnauthorized && attempt == 0:
@@ -355,7 +362,13 @@ func (n *Node) upstreamRecon(ctx context.Context, g xetGrant, hash string) (*xet
 			return nil, errors.Join(hubclient.ErrUnreachable, err)
 		}
 		var rec xet.ReconstructionV2
-		if err := json.Unmarshal(raw, &rec); err != nil {
+		if v1 {
+			var old xet.ReconstructionV1
+			if err := json.Unmarshal(raw, &old); err != nil {
+				return nil, fmt.Errorf("%w: v1 reconstruction of %s: %v", hubclient.ErrBadResponse, hash, err)
+			}
+			rec = v2Of(&old)
+		} else if err := json.Unmarshal(raw, &rec); err != nil {
 			return nil, fmt.Errorf("%w: reconstruction of %s: %v", hubclient.ErrBadResponse, hash, err)
 		}
 		if err := checkRecon(&rec); err != nil {
@@ -363,6 +376,18 @@ func (n *Node) upstreamRecon(ctx context.Context, g xetGrant, hash string) (*xet
 		}
 		return &rec, nil
 	}
+}
+
+// v2Of is a v1 reconstruction in v2's shape: each fetch_info entry one
+// xorb entry with one range and its own URL.
+func v2Of(v1 *xet.ReconstructionV1) xet.ReconstructionV2 {
+	v2 := xet.ReconstructionV2{OffsetIntoFirstRange: v1.OffsetIntoFirstRange, Terms: v1.Terms, Xorbs: make(map[string][]xet.XorbFetch, len(v1.FetchInfo))}
+	for xorb, fis := range v1.FetchInfo {
+		for _, fi := range fis {
+			v2.Xorbs[xorb] = append(v2.Xorbs[xorb], xet.XorbFetch{URL: fi.URL, Ranges: []xet.XorbRange{{Chunks: fi.Range, Bytes: fi.URLRange}}})
+		}
+	}
+	return v2
 }
 
 // checkRecon checks that a whole-file reconstruction is usable: hashes are

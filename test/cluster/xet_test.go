@@ -356,3 +356,21 @@ func TestXetUpstreamURLsAndTokensExpire(t *testing.T) {
 		t.Fatalf("%d upstream reconstructions after the URLs expired, as many as before (%d): the URLs were not refreshed", n, recons)
 	}
 }
+
+// An upstream CAS without v2 reconstructions: the cache asks v1 and serves
+// clients v1 and v2 all the same.
+func TestXetUpstreamWithoutV2(t *testing.T) {
+	hub := xetHub(t)
+	hub.SetXetV2(false)
+	c := New(t, Options{Upstream: hub.URL()}, 2)
+	for i, cl := range []*xetclient.Client{{Version: 2, MultiRange: true}, {Version: 1}} {
+		got, err := cl.Download(context.Background(), xetURL(c.Nodes[i], "b.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, hub.Bytes(hf.Model, xetRepo, "main", "b.bin")) {
+			t.Fatalf("v%d client: bytes differ", cl.Version)
+		}
+	}
+	refetched(t, hub)
+}

@@ -129,6 +129,11 @@ func (h *Hub) serveCAS(w http.ResponseWriter, r *http.Request) bool {
 	if cors(w, r) {
 		return true
 	}
+	if version == "v2" && h.xetConfig().noV2 {
+		// A CAS that predates v2 (as xet-core's simulation can be told to).
+		http.NotFound(w, r)
+		return true
+	}
 	h.serveReconstruction(w, r, version, id)
 	return true
 }

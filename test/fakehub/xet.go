@@ -133,6 +133,7 @@ type xetConfig struct {
 	maxRanges int
 	corrupt   map[string]bool
 	exact     bool // xorb GETs must ask for whole signed ranges, not parts of them
+	noV2      bool // /v2/reconstructions answers 404
 }
 
 func defaultXetConfig() xetConfig {
@@ -165,6 +166,14 @@ func (h *Hub) SetXetURLTTL(d time.Duration) {
 	h.cfgMu.Lock()
 	defer h.cfgMu.Unlock()
 	h.xet.urlTTL = d
+}
+
+// SetXetV2 turns the v2 reconstruction route on (the default) or off: off,
+// it answers 404, as a CAS without v2 would, and only v1 serves.
+func (h *Hub) SetXetV2(on bool) {
+	h.cfgMu.Lock()
+	defer h.cfgMu.Unlock()
+	h.xet.noV2 = !on
 }
 
 // SetXorbExactRanges makes xorb URLs refuse (403) a Range that is only part
