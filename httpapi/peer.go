@@ -151,7 +151,7 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusForbidden, "PeerUnauthorized", "undecryptable peer token")
 		return
 	}
-	f, err := c.node.FileFromPeer(q.Get("remote"), q.Get("repository"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc")}, token)
+	f, err := c.node.FileFromPeer(q.Get("remote"), q.Get("repository"), repo, path, node.PeerFile{Commit: q.Get("commit"), Blob: q.Get("id"), Size: size, Location: q.Get("loc"), XetHash: q.Get("xet")}, token)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -95,6 +95,20 @@ func (n *Node) WarmLocal(ctx context.Context, req PeerWarmRequest, progress func
 	if f.remote.Policy == PolicyStreamed {
 		return WarmResult{}, fmt.Errorf("%w (remote %q)", ErrStreamedRemote, f.remote.Name)
 	}
+	if f.XetAdvertised() {
+		// Clients reach a Xet file over Xet: warm its chunks (once for
+		// the cluster, verified against the file's hash). A plain GET is
+		// then assembled from them, so the blob need not be stored too.
+		token, g := n.fileGrant(f)
+		if _, _, held := n.xetHeld(ctx, token, g, f.XetHash); held {
+			return WarmResult{Source: SourceDisk, Size: f.Size}, nil
+		}
+		if err := n.ensureXetFile(ctx, token, g, f.XetHash); err != nil {
+			return WarmResult{}, err
+		}
+		progress(f.Size)
+		return WarmResult{Source: SourceUpstream, Size: f.Size}, nil
+	}
 	if f.Blob != id {
 		n.log.Warn("job: the tree listing and the file disagree on its content address", "repo", repo, "path", p, "listed", id, "resolved", f.Blob)
 		if size, ok := n.store.Stat(f.Blob); ok {

@@ -239,6 +239,9 @@ func (p *peerClient) blobRequest(ctx context.Context, peer Peer, f *File, hdr ht
 	if f.location != "" {
 		q.Set("loc", f.location)
 	}
+	if f.XetHash != "" {
+		q.Set("xet", f.XetHash) // the owner may assemble the blob from Xet chunks
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(peer.ClientURL, "/")+PeerBlobPath+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err

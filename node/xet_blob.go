@@ -25,35 +25,10 @@ func (n *Node) copyFromXet(fl *fill, f *File, buf []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, time.Hour)
 	defer cancel()
-	g := xetGrant{Remote: f.remote.Name, Type: f.Repo.Type, ID: f.Repo.ID, Rev: f.Commit, Token: f.token,
-		Exp: n.cfg.Now().Add(time.Hour).Unix()}
-	token := n.xet.seal(g)
-	rec, ok := n.peekXetRecord(ctx, token, g, f.XetHash)
+	token, g := n.fileGrant(f)
+	rec, held, ok := n.xetHeld(ctx, token, g, f.XetHash)
 	if !ok || int64(xet.FileSize(rec.Terms)) != fl.size {
 		return nil
-	}
-	held := make(map[string]map[uint32]XorbChunkInfo, len(rec.Xorbs))
-	for xorb, ranges := range rec.Xorbs {
-		req := PeerXorbOp{Op: xorbList, Remote: g.Remote, Xorb: xorb}
-		for _, r := range ranges {
-			req.Ranges = append(req.Ranges, XorbFillRange{Chunks: r.Chunks, Bytes: r.Bytes})
-		}
-		res, err := n.xorbOp(ctx, req)
-		if err != nil {
-			return nil
-		}
-		m := make(map[uint32]XorbChunkInfo, len(res.Chunks))
-		for _, c := range res.Chunks {
-			m[c.Index] = c
-		}
-		held[xorb] = m
-	}
-	for _, t := range rec.Terms {
-		for i := t.Range.Start; i < t.Range.End; i++ {
-			if c, ok := held[t.Hash][i]; !ok || !c.Verified {
-				return nil
-			}
-		}
 	}
 	fl.mu.Lock()
 	fl.source = SourceXet
@@ -71,6 +46,48 @@ func (n *Node) copyFromXet(fl *fill, f *File, buf []byte) error {
 		n.log.Info("blob assembled from Xet chunks", "blob", fl.id, "xet_hash", f.XetHash, "bytes", fl.size)
 	}
 	return nil
+}
+
+// fileGrant is a grant for a resolved file's repository, on the upstream
+// token the file was resolved with: the node's own, for its fills.
+func (n *Node) fileGrant(f *File) (string, xetGrant) {
+	g := xetGrant{Remote: f.remote.Name, Type: f.Repo.Type, ID: f.Repo.ID, Rev: f.Commit, Token: f.token,
+		Exp: n.cfg.Now().Add(time.Hour).Unix()}
+	return n.xet.seal(g), g
+}
+
+// xetHeld reports whether the cluster holds every chunk of a Xet file,
+// verified, with the file's record and the chunks its xorbs' owners hold.
+// Nothing is fetched upstream.
+func (n *Node) xetHeld(ctx context.Context, token string, g xetGrant, hash string) (*xetRecord, map[string]map[uint32]XorbChunkInfo, bool) {
+	rec, ok := n.peekXetRecord(ctx, token, g, hash)
+	if !ok {
+		return nil, nil, false
+	}
+	held := make(map[string]map[uint32]XorbChunkInfo, len(rec.Xorbs))
+	for xorb, ranges := range rec.Xorbs {
+		req := PeerXorbOp{Op: xorbList, Remote: g.Remote, Xorb: xorb}
+		for _, r := range ranges {
+			req.Ranges = append(req.Ranges, XorbFillRange{Chunks: r.Chunks, Bytes: r.Bytes})
+		}
+		res, err := n.xorbOp(ctx, req)
+		if err != nil {
+			return nil, nil, false
+		}
+		m := make(map[uint32]XorbChunkInfo, len(res.Chunks))
+		for _, c := range res.Chunks {
+			m[c.Index] = c
+		}
+		held[xorb] = m
+	}
+	for _, t := range rec.Terms {
+		for i := t.Range.Start; i < t.Range.End; i++ {
+			if c, ok := held[t.Hash][i]; !ok || !c.Verified {
+				return nil, nil, false
+			}
+		}
+	}
+	return rec, held, true
 }
 
 // xetFileReader reads a file's bytes from its terms: each term's chunks

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -371,6 +372,57 @@ func TestXetUpstreamWithoutV2(t *testing.T) {
 		if !bytes.Equal(got, hub.Bytes(hf.Model, xetRepo, "main", "b.bin")) {
 			t.Fatalf("v%d client: bytes differ", cl.Version)
 		}
+	}
+	refetched(t, hub)
+}
+
+// A warm job over a Xet repository fills the Xet files' chunks, once for
+// the cluster: Xet clients and plain GETs afterwards fetch no file byte
+// from the Hub, and a second job finds everything held.
+func TestXetWarmJob(t *testing.T) {
+	hub := xetHub(t)
+	c := New(t, Options{Upstream: hub.URL()}, 3)
+	admin := adminFor(t, c.Nodes[0])
+	runJob := func() node.Job {
+		status, raw := postJSON(t, admin+"/v1/jobs", `{"repo":"`+xetRepo+`","revision":"main"}`)
+		var job node.Job
+		if status != http.StatusCreated || json.Unmarshal(raw, &job) != nil {
+			t.Fatalf("POST /v1/jobs: %d %s", status, raw)
+		}
+		Eventually(t, 30*time.Second, "the job finished", func() bool {
+			_, body := Get(t, admin+"/v1/jobs/"+job.ID, nil)
+			json.Unmarshal(body, &job)
+			return job.State != node.JobRunning
+		})
+		if job.State != node.JobDone || job.Files.Failed != 0 {
+			t.Fatalf("job: %+v", job)
+		}
+		return job
+	}
+	runJob()
+	if n := hub.Stats().XorbBytesServed(""); n == 0 {
+		t.Fatal("the job fetched no xorb: Xet files were not warmed as chunks")
+	}
+	served := hub.Stats().XorbBytesServed("")
+	for _, p := range []string{"a.bin", "b.bin", "c.bin"} {
+		fi := hub.FileInfo(hf.Model, xetRepo, "main", p)
+		if n := hub.Stats().BodyFetches(fi.SHA256); n != 0 {
+			t.Errorf("%s: the job fetched the file itself %d times besides its chunks", p, n)
+		}
+		got, err := (&xetclient.Client{Version: 2, MultiRange: true}).Download(context.Background(), xetURL(c.Nodes[2], p))
+		if err != nil || !bytes.Equal(got, hub.Bytes(hf.Model, xetRepo, "main", p)) {
+			t.Fatalf("Xet download of %s after the job: %v", p, err)
+		}
+		resp, body := Get(t, xetURL(c.Nodes[1], p), nil)
+		if resp.StatusCode != http.StatusOK || sha(body) != fi.SHA256 || hub.Stats().BodyFetches(fi.SHA256) != 0 {
+			t.Fatalf("plain GET of %s after the job: %d, %d body fetches", p, resp.StatusCode, hub.Stats().BodyFetches(fi.SHA256))
+		}
+	}
+	if n := hub.Stats().XorbBytesServed(""); n != served {
+		t.Fatalf("downloads after the job fetched %d more xorb bytes", n-served)
+	}
+	if job := runJob(); job.Files.Cached != job.Files.Total {
+		t.Fatalf("second job: %+v", job)
 	}
 	refetched(t, hub)
 }
