@@ -90,10 +90,22 @@ func (c *Client) serveXet(w http.ResponseWriter, r *http.Request, d Distribution
 func (c *Client) servePeerXorb(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	xorb := q.Get("xorb")
+	local := q.Get("local") == "1" // a peer copying chunks: only what is held, verified
 	q.Del("xorb")
-	if xc, ranges, ok := c.openXorb(node.AsPeerHop(r.Context()), w, r, xorb, q); ok {
-		c.serveXorb(w, r, xc, ranges)
+	q.Del("local")
+	xc, ranges, ok := c.openXorb(node.AsPeerHop(r.Context()), w, r, xorb, q)
+	if !ok {
+		return
 	}
+	if local {
+		for _, rg := range ranges {
+			if !xc.Held(rg[0], rg[1]) {
+				writeError(w, node.ErrNotCached)
+				return
+			}
+		}
+	}
+	c.serveXorb(w, r, xc, ranges)
 }
 
 // openXorb checks a xorb URL and its Range, or answers the error.

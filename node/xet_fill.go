@@ -427,6 +427,9 @@ func (n *Node) fillXorbRanges(ctx context.Context, r *Remote, xorb string, range
 			if !ok {
 				break
 			}
+			if !whole && n.copyXorbRun(ctx, xorb, run, st) {
+				continue
+			}
 			if fr.URL == "" {
 				return errXetNeedURL
 			}
@@ -512,8 +515,16 @@ func (n *Node) fetchXorbRun(ctx context.Context, r *Remote, xorb, url string, ru
 	if resp.StatusCode != http.StatusPartialContent && !(resp.StatusCode == http.StatusOK && run.bytes.Start == 0) {
 		return fmt.Errorf("%w: xorb range answered %d", hubclient.ErrBadResponse, resp.StatusCode)
 	}
+	return n.storeXorbRun(xorb, resp.Body, run, false, st)
+}
+
+// storeXorbRun reads a run's serialized chunks from body, checks each
+// chunk's framing and decompressed length, hashes it and stores the chunks
+// in batches, waking readers after each. verified marks chunks a peer
+// served as verified. A stream that breaks keeps what was stored.
+func (n *Node) storeXorbRun(xorb string, r io.Reader, run xorbRun, verified bool, st *xorbState) error {
 	want := run.bytes.End - run.bytes.Start + 1
-	body := io.LimitReader(resp.Body, int64(want))
+	body := io.LimitReader(r, int64(want))
 	var (
 		buf     = make([]byte, 1<<20)
 		n0      int // bytes of buf holding data
@@ -529,7 +540,7 @@ func (n *Node) fetchXorbRun(ctx context.Context, r *Remote, xorb, url string, ru
 			return nil
 		}
 		err := n.store.PutXorbChunks(xorb, batch, data)
-		if err == nil {
+		if err == nil && !verified {
 			n.metrics.xetChunksFilled(pending)
 		}
 		batch, data, pending = nil, nil, 0
@@ -563,7 +574,7 @@ func (n *Node) fetchXorbRun(ctx context.Context, r *Remote, xorb, url string, ru
 			if err != nil {
 				return fmt.Errorf("%w: xorb %s chunk %d: %v", hubclient.ErrBadResponse, xorb, idx, err)
 			}
-			batch = append(batch, store.XorbChunk{Index: idx, Offset: off, Len: uint32(total), RawLen: h.UncompressedLen, Hash: xet.ChunkHash(raw)})
+			batch = append(batch, store.XorbChunk{Index: idx, Offset: off, Len: uint32(total), RawLen: h.UncompressedLen, Hash: xet.ChunkHash(raw), Verified: verified})
 			data = append(data, append([]byte(nil), buf[p:p+total]...))
 			pending += total
 			p += total
@@ -596,4 +607,37 @@ func (n *Node) fetchXorbRun(ctx context.Context, r *Remote, xorb, url string, ru
 			xorb, run.bytes.Start, run.bytes.End, idx, run.chunks.Start, run.chunks.End)
 	}
 	return nil
+}
+
+// copyXorbRun copies a run of chunks from a node that holds them verified
+// (an owner of the xorb in an earlier ring, or another node of its
+// preference list), as blob fills copy from holders before asking the Hub:
+// a node joining the cluster takes over xorbs without fetching them again.
+// It reports whether the whole run was copied.
+func (n *Node) copyXorbRun(ctx context.Context, xorb string, run xorbRun, st *xorbState) bool {
+	if n.cluster == nil {
+		return false
+	}
+	b := strconv.FormatUint(run.bytes.Start, 10) + "-" + strconv.FormatUint(run.bytes.End, 10)
+	for _, p := range n.cluster.Holders(xorbKey(xorb), 4) {
+		q := n.xet.internalXorbQuery(xorb, b, n.cfg.Now())
+		q.Set("xorb", xorb)
+		q.Set("local", "1")
+		resp, err := n.peers.do(ctx, http.MethodGet, p, PeerXetXorbPath, q, nil, http.Header{"Range": {"bytes=" + b}})
+		if err != nil {
+			continue
+		}
+		if resp.StatusCode != http.StatusPartialContent {
+			resp.Body.Close()
+			continue
+		}
+		err = n.storeXorbRun(xorb, resp.Body, run, true, st)
+		resp.Body.Close()
+		if err == nil {
+			n.log.Info("xorb chunks copied from a peer", "peer", p.Name, "xorb", xorb, "chunks", run.chunks.End-run.chunks.Start)
+			return true
+		}
+		n.log.Warn("xorb copy from a peer broke", "peer", p.Name, "xorb", xorb, "err", err)
+	}
+	return false
 }

@@ -164,6 +164,15 @@ func (n *Node) XetReconstruction(ctx context.Context, req XetReconRequest) ([]by
 	return json.Marshal(v1)
 }
 
+// internalXorbQuery is a signed xorb URL query for the cluster's own use
+// (a node copying chunks from another): its grant names no repository.
+func (x *xetState) internalXorbQuery(xorb, b string, now time.Time) url.Values {
+	exp := now.Add(time.Minute)
+	t := x.seal(xetGrant{Exp: exp.Unix()})
+	x5 := strconv.FormatInt(exp.Unix(), 10)
+	return url.Values{"f": {""}, "b": {b}, "x": {x5}, "t": {t}, "s": {x.sign(xorb, "", b, x5, t)}}
+}
+
 // usedRanges are the record's xorb ranges that the terms read.
 func usedRanges(rec *xetRecord, terms []xet.Term) map[string][]xet.XorbRange {
 	out := make(map[string][]xet.XorbRange)

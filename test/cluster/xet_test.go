@@ -426,3 +426,39 @@ func TestXetWarmJob(t *testing.T) {
 	}
 	refetched(t, hub)
 }
+
+// A node joining the cluster takes over some xorbs: it copies their
+// chunks from the nodes that held them, not from the Hub.
+func TestXetNewNodeCopiesChunks(t *testing.T) {
+	hub := xetHub(t)
+	c := New(t, Options{Upstream: hub.URL()}, 2)
+	cl := &xetclient.Client{Version: 2, MultiRange: true}
+	for _, p := range []string{"a.bin", "b.bin", "c.bin"} {
+		if _, err := cl.Download(context.Background(), xetURL(c.Nodes[0], p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := hub.Stats().XorbBytesServed("")
+	c.Add()
+	c.Add()
+	c.WaitMembers(4)
+	for _, n := range c.Nodes {
+		for _, p := range []string{"a.bin", "b.bin", "c.bin"} {
+			got, err := cl.Download(context.Background(), xetURL(n, p))
+			if err != nil || !bytes.Equal(got, hub.Bytes(hf.Model, xetRepo, "main", p)) {
+				t.Fatalf("%s via %s after the cluster grew: %v", p, n.Name, err)
+			}
+		}
+	}
+	if n := hub.Stats().XorbBytesServed(""); n != served {
+		t.Fatalf("the grown cluster fetched %d more xorb bytes from the Hub", n-served)
+	}
+	moved := 0
+	for _, n := range c.Nodes[2:] {
+		st := n.Store.Stats()
+		moved += st.Xorbs
+	}
+	if moved == 0 {
+		t.Fatal("no xorb moved to the new nodes: the test proves nothing")
+	}
+}
