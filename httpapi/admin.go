@@ -20,6 +20,10 @@ type StoreStats struct {
 	Used   int64 `json:"used_bytes"`
 	Budget int64 `json:"budget_bytes"`
 	Blobs  int   `json:"blobs"`
+	// Xorbs and XorbBytes are the Xet xorbs of which chunks are held, and
+	// those chunks' bytes (part of Used).
+	Xorbs     int   `json:"xorbs"`
+	XorbBytes int64 `json:"xorb_bytes"`
 }
 
 // AdminNode is what the admin handler needs from a node.

@@ -52,6 +52,8 @@ type statusPage struct {
 	StoreMax   int64
 	StoreText  string
 	Blobs      int
+	Xorbs      int
+	XorbText   string
 	Repos      []statusRepo
 	Fills      []statusFill
 	Errors     []statusError
@@ -125,6 +127,7 @@ func (a *admin) statusPage(now time.Time) statusPage {
 
 	st := a.d.Store()
 	p.StoreUsed, p.StoreMax, p.Blobs = st.Used, st.Budget, st.Blobs
+	p.Xorbs, p.XorbText = st.Xorbs, formatBytes(st.XorbBytes)
 	p.StoreText = formatBytes(st.Used) + " of " + formatBytes(st.Budget)
 	if st.Budget > 0 {
 		p.StoreText += fmt.Sprintf(" (%.1f %%)", 100*float64(st.Used)/float64(st.Budget))

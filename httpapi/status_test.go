@@ -42,7 +42,7 @@ func newStatusServer(t *testing.T, token string) *httptest.Server {
 		{ID: "n1", Suffrage: "voter", Leader: true}, {ID: "n2", Suffrage: "voter"}, {ID: "n3", Suffrage: "nonvoter"}}}}
 	h := NewAdmin(AdminDeps{
 		Node:  namedNode("n1"),
-		Store: func() StoreStats { return StoreStats{Used: 3 << 30, Budget: 10 << 30, Blobs: 7} },
+		Store: func() StoreStats { return StoreStats{Used: 3 << 30, Budget: 10 << 30, Blobs: 7, Xorbs: 4, XorbBytes: 1 << 30} },
 		Members: func() []membership.Member {
 			return []membership.Member{
 				{Name: "n2", State: membership.StateAlive, Meta: membership.Meta{AdminURL: "http://127.0.0.1:2"}},
@@ -78,6 +78,7 @@ func TestStatusPage(t *testing.T) {
 		`<td id="voters">n1, n2</td>`,
 		`<progress class="fill-progress" value="1048576" max="4194304"></progress> 1.0 MiB of 4.0 MiB (25.0 %)`,
 		`3.0 GiB of 10.0 GiB (30.0 %)`,
+		`7 blobs, Xet chunks of 4 xorbs (1.0 GiB)`,
 		`<td class="num">50.0 %</td>`,
 		`<td class="num">75 %</td>`,
 		`model/acme/&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;`,

@@ -354,7 +354,7 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 			Node: n,
 			Store: func() httpapi.StoreStats {
 				s := st.Stats()
-				return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs}
+				return httpapi.StoreStats{Used: s.Used, Budget: s.Budget, Blobs: s.Blobs, Xorbs: s.Xorbs, XorbBytes: s.XorbBytes}
 			},
 			Members:    members.Members,
 			Config:     rs,
