@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // Config is one bench run.
@@ -385,7 +387,7 @@ func (b *bench) startCluster() error {
 	for {
 		ok := true
 		for _, n := range b.cluster {
-			if aliveMembers(n.Admin) != 3 {
+			if procs.AliveMembers(http.DefaultClient, n.Admin) != 3 {
 				ok = false
 			}
 		}
@@ -406,29 +408,6 @@ func (b *bench) stopCluster() {
 		go func() { defer wg.Done(); n.stop() }()
 	}
 	wg.Wait()
-}
-
-func aliveMembers(admin string) int {
-	resp, err := http.Get(admin + "/v1/cluster/members")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var view struct {
-		Members []struct {
-			State string `json:"state"`
-		} `json:"members"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&view) != nil {
-		return -1
-	}
-	n := 0
-	for _, m := range view.Members {
-		if m.State == "alive" {
-			n++
-		}
-	}
-	return n
 }
 
 // probe GETs the first byte of url and returns the response headers.
@@ -477,10 +456,10 @@ type server struct {
 }
 
 func (b *bench) servers(hubIdx int) []server {
-	out := []server{{name: "hfcache", url: b.hfA.URL, pids: func() []int { return []int{b.hfA.pid()} }}}
+	out := []server{{name: "hfcache", url: b.hfA.URL, pids: func() []int { return []int{b.hfA.Pid()} }}}
 	if hubIdx == 1 {
 		out[0].url = b.hfB.URL
-		out[0].pids = func() []int { return []int{b.hfB.pid()} }
+		out[0].pids = func() []int { return []int{b.hfB.Pid()} }
 	}
 	if b.ng != nil {
 		out = append(out, server{name: "nginx", url: b.ng.URLs[hubIdx], pids: b.ng.pids})
@@ -596,7 +575,7 @@ func (b *bench) p6() error {
 				return err
 			}
 			if s.name == "hfcache" {
-				add(r.metric("P6", "VmHWM since restart, 8 clients stream 1GiB", "MiB", "lower", "hfcache", "n/a"), s.name, float64(statusKB(b.hfA.pid(), "VmHWM"))/1024)
+				add(r.metric("P6", "VmHWM since restart, 8 clients stream 1GiB", "MiB", "lower", "hfcache", "n/a"), s.name, float64(statusKB(b.hfA.Pid(), "VmHWM"))/1024)
 				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)
 			} else {
 				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,86 +11,29 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hfcache/hfcache/test/procs"
 )
 
-// proc is a child process the bench started.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	tail []string // last log lines
-}
+// stopTimeout is how long a child may take to stop on its signal before
+// it is killed.
+const stopTimeout = 20 * time.Second
 
-func (p *proc) note(line string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.tail = append(p.tail, line)
-	if len(p.tail) > 40 {
-		p.tail = p.tail[len(p.tail)-40:]
-	}
-}
+// logLines is how many of a child's last log lines the bench keeps.
+const logLines = 40
 
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.tail, "\n")
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// stop sends SIGINT (SIGQUIT for nginx: graceful) and waits, then kills.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// startProc starts a command; each output line goes to onLine.
-func startProc(name string, cmd *exec.Cmd, onLine func(string)) (*proc, error) {
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.note(line)
-			if onLine != nil {
-				onLine(line)
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(p.done)
-	}()
-	return p, nil
+// startProc starts a command; each output line goes to onLine, and the first
+// line ready picks is the one WaitReady returns.
+func startProc(name string, cmd *exec.Cmd, onLine func(string), ready func(string) bool) (*procs.Proc, error) {
+	return procs.Start(cmd, procs.Options{Name: name, Keep: logLines, OnLine: onLine, Ready: ready, KillWithParent: true})
 }
 
 // hub is a fake Hub process with a counting TCP proxy in front of its CDN.
 type hub struct {
-	*proc
+	*procs.Proc
 	URL   string
 	proxy *countProxy
 }
@@ -100,15 +43,14 @@ func startHub(bin string, bigSize, rate int64, files []string, extra ...string) 
 	if err != nil {
 		return nil, err
 	}
-	hp, err1 := freePort()
-	cp, err2 := freePort()
+	hubAddr, err1 := procs.FreeAddr()
+	cdn, err2 := procs.FreeAddr()
 	if err1 != nil || err2 != nil {
 		px.Close()
 		return nil, fmt.Errorf("free ports: %v %v", err1, err2)
 	}
-	cdn := fmt.Sprintf("127.0.0.1:%d", cp)
 	px.SetTarget(cdn)
-	args := []string{"-listen", fmt.Sprintf("127.0.0.1:%d", hp), "-cdn-listen", cdn, "-cdn-url", "http://" + px.Addr()}
+	args := []string{"-listen", hubAddr, "-cdn-listen", cdn, "-cdn-url", "http://" + px.Addr()}
 	if bigSize > 0 {
 		args = append(args, "-big", strconv.FormatInt(bigSize, 10))
 	}
@@ -119,35 +61,33 @@ func startHub(bin string, bigSize, rate int64, files []string, extra ...string) 
 		args = append(args, "-file", f)
 	}
 	args = append(args, extra...)
-	got := make(chan [2]string, 1)
-	var hubURL string
+	var hubURL string // set before the ready line, read after it
 	p, err := startProc("fakehub", exec.Command(bin, args...), func(line string) {
 		if v, ok := strings.CutPrefix(line, "fakehub Hub: "); ok {
 			hubURL = v
 		}
-		if v, ok := strings.CutPrefix(line, "fakehub CDN: "); ok {
-			got <- [2]string{hubURL, v}
-		}
-	})
+	}, func(line string) bool { return strings.HasPrefix(line, "fakehub CDN: ") })
 	if err != nil {
 		px.Close()
 		return nil, err
 	}
-	select {
-	case u := <-got:
-		return &hub{proc: p, URL: u[0], proxy: px}, nil
-	case <-p.done:
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	switch _, err := p.WaitReady(ctx); {
+	case err == nil:
+		return &hub{Proc: p, URL: hubURL, proxy: px}, nil
+	case errors.Is(err, procs.ErrExited):
 		px.Close()
-		return nil, fmt.Errorf("fakehub exited: %s", p.logs())
-	case <-time.After(5 * time.Minute):
-		p.stop()
+		return nil, fmt.Errorf("fakehub exited: %s", p.Log.Lines())
+	default:
+		p.Stop(os.Interrupt, stopTimeout)
 		px.Close()
 		return nil, fmt.Errorf("fakehub did not start in 5m")
 	}
 }
 
 func (h *hub) Close() {
-	h.proc.stop()
+	h.Stop(os.Interrupt, stopTimeout)
 	h.proxy.Close()
 }
 
@@ -217,12 +157,15 @@ func (px *countProxy) handle(c net.Conn) {
 
 // hfNode is an hfcache process.
 type hfNode struct {
-	*proc
+	*procs.Proc
 	URL, Admin, Gossip string
 	dir                string
 	args               []string
 	bin                string
 }
+
+// stop sends SIGINT and waits, then kills.
+func (n *hfNode) stop() { n.Stop(os.Interrupt, stopTimeout) }
 
 func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 	args := append([]string{"serve",
@@ -233,45 +176,33 @@ func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HF_TOKEN=", "HFCACHE_CLUSTER_SECRET=")
-	ready := make(chan [3]string, 1)
 	logf, _ := os.Create(dir + ".log")
 	p, err := startProc("hfcache", cmd, func(line string) {
 		if logf != nil {
 			fmt.Fprintln(logf, line)
 		}
-		if !strings.Contains(line, "hfcache serving") {
-			return
-		}
-		var rec struct {
-			Msg    string `json:"msg"`
-			Client string `json:"client_addr"`
-			Admin  string `json:"admin_addr"`
-			Gossip string `json:"gossip_addr"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "hfcache serving" {
-			select {
-			case ready <- [3]string{rec.Client, rec.Admin, rec.Gossip}:
-			default:
-			}
-		}
-	})
+	}, procs.IsServing)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case a := <-ready:
-		return &hfNode{proc: p, URL: "http://" + a[0], Admin: "http://" + a[1], Gossip: a[2], dir: dir, args: extra, bin: bin}, nil
-	case <-p.done:
-		return nil, fmt.Errorf("hfcache exited before serving: %s", p.logs())
-	case <-time.After(60 * time.Second):
-		p.stop()
-		return nil, fmt.Errorf("hfcache did not serve within 60s: %s", p.logs())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	line, err := p.WaitReady(ctx)
+	switch {
+	case err == nil:
+		a, _ := procs.ParseServing(line)
+		return &hfNode{Proc: p, URL: "http://" + a.Client, Admin: "http://" + a.Admin, Gossip: a.Gossip, dir: dir, args: extra, bin: bin}, nil
+	case errors.Is(err, procs.ErrExited):
+		return nil, fmt.Errorf("hfcache exited before serving: %s", p.Log.Lines())
+	default:
+		p.Stop(os.Interrupt, stopTimeout)
+		return nil, fmt.Errorf("hfcache did not serve within 60s: %s", p.Log.Lines())
 	}
 }
 
 // nginxProc is nginx as a proxy_cache in front of one or more fake Hubs.
 type nginxProc struct {
-	*proc
+	*procs.Proc
 	URLs []string // one per upstream hub, same order
 }
 
@@ -312,7 +243,7 @@ http {
 const nginxServer = `
   proxy_cache_path {{dir}}/cache{{i}} levels=1:2 keys_zone=hub{{i}}:16m max_size=100g inactive=1d use_temp_path=off;
   server {
-    listen 127.0.0.1:{{port}} reuseport;
+    listen {{addr}} reuseport;
     location / {
       proxy_pass {{hub}};
       proxy_cache hub{{i}};
@@ -336,15 +267,6 @@ const nginxServer = `
   }
 `
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startNginx(bin, dir string, hubs []string) (*nginxProc, error) {
 	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -354,13 +276,13 @@ func startNginx(bin, dir string, hubs []string) (*nginxProc, error) {
 	var servers strings.Builder
 	var urls []string
 	for i, h := range hubs {
-		port, err := freePort()
+		addr, err := procs.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
-		s := strings.NewReplacer("{{dir}}", dir, "{{i}}", strconv.Itoa(i), "{{port}}", strconv.Itoa(port), "{{hub}}", h).Replace(nginxServer)
+		s := strings.NewReplacer("{{dir}}", dir, "{{i}}", strconv.Itoa(i), "{{addr}}", addr, "{{hub}}", h).Replace(nginxServer)
 		servers.WriteString(s)
-		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", port))
+		urls = append(urls, "http://"+addr)
 	}
 	user := ""
 	if os.Geteuid() == 0 {
@@ -372,11 +294,11 @@ func startNginx(bin, dir string, hubs []string) (*nginxProc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-c", cf, "-p", dir, "-e", filepath.Join(dir, "error.log"))
-	p, err := startProc("nginx", cmd, nil)
+	p, err := startProc("nginx", cmd, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	n := &nginxProc{proc: p, URLs: urls}
+	n := &nginxProc{Proc: p, URLs: urls}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, u := range urls {
 		for {
@@ -385,14 +307,12 @@ func startNginx(bin, dir string, hubs []string) (*nginxProc, error) {
 				c.Close()
 				break
 			}
-			select {
-			case <-p.done:
+			if p.Exited() {
 				log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-				return nil, fmt.Errorf("nginx exited: %s %s", p.logs(), log)
-			default:
+				return nil, fmt.Errorf("nginx exited: %s %s", p.Log.Lines(), log)
 			}
 			if time.Now().After(deadline) {
-				p.stop()
+				p.Stop(os.Interrupt, stopTimeout)
 				return nil, fmt.Errorf("nginx did not listen on %s within 20s", u)
 			}
 			time.Sleep(20 * time.Millisecond) // polling interval
@@ -402,31 +322,18 @@ func startNginx(bin, dir string, hubs []string) (*nginxProc, error) {
 }
 
 // stop: SIGQUIT is nginx's graceful shutdown.
-func (n *nginxProc) stop() {
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-n.done:
-	case <-time.After(20 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
-}
+func (n *nginxProc) stop() { n.Stop(syscall.SIGQUIT, stopTimeout) }
 
 // pids is the nginx master and its workers.
 func (n *nginxProc) pids() []int {
-	out := []int{n.pid()}
+	out := []int{n.Pid()}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.ppid == n.pid() {
+		if st, err := readStat(pid); err == nil && st.ppid == n.Pid() {
 			out = append(out, pid)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,9 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // XET: one Xet-backed file downloaded through a single hfcache node by the
@@ -113,27 +113,14 @@ func linkedETag(hubURL string) (string, error) {
 	return e, nil
 }
 
-// upstreamMetric is the node's hfcache_upstream_received_bytes_total.
+// upstreamMetric is the node's hfcache_upstream_received_bytes_total, -1
+// when it cannot be read.
 func upstreamMetric(admin string) int64 {
-	resp, err := http.Get(admin + "/metrics")
+	v, err := procs.MetricSum(http.DefaultClient, admin+"/metrics", "hfcache_upstream_received_bytes_total")
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "hfcache_upstream_received_bytes_total") {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return int64(sum)
+	return int64(v)
 }
 
 // waitDisk waits until the node serves url from its disk (a plain fill has
@@ -201,13 +188,13 @@ func (b *bench) pXet() error {
 						return err
 					}
 				}
-				up0, um0, c0 := b.hubX.proxy.Bytes(), upstreamMetric(n.Admin), cpuSeconds([]int{n.pid()})
+				up0, um0, c0 := b.hubX.proxy.Bytes(), upstreamMetric(n.Admin), cpuSeconds([]int{n.Pid()})
 				res, err := b.runXetJS(n.URL, mode)
 				if err != nil {
 					n.stop()
 					return err
 				}
-				hfCPU := cpuSeconds([]int{n.pid()}) - c0
+				hfCPU := cpuSeconds([]int{n.Pid()}) - c0
 				up, um := b.hubX.proxy.Bytes()-up0, upstreamMetric(n.Admin)-um0
 				ok := res.SHA256 == want && res.Bytes == size
 				if !ok {

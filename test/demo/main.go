@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -37,6 +36,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // Repositories the fake Hub serves by default (test/fakehub/cmd/fakehub).
@@ -85,30 +86,30 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	}
 	defer os.RemoveAll(work)
 
-	var procs []*proc
+	var started []*procs.Proc
 	defer func() {
 		// SIGTERM (a graceful stop) to every process, in parallel.
 		if err == nil {
 			fmt.Fprintln(out, "== stopping the nodes and the fake Hub (SIGTERM), removing their data")
 		}
 		var wg sync.WaitGroup
-		for _, p := range procs {
+		for _, p := range started {
 			wg.Add(1)
-			go func() { defer wg.Done(); p.stop() }()
+			go func() { defer wg.Done(); stop(p) }()
 		}
 		wg.Wait()
 		if err == nil {
 			fmt.Fprintf(out, "done in %.1fs\n", time.Since(start).Seconds())
 		}
 		if err != nil {
-			for _, p := range procs {
-				if l := p.logs(); l != "" {
-					fmt.Fprintf(out, "--- last log lines of %s:\n%s\n", p.name, l)
+			for _, p := range started {
+				if l := p.Log.Lines(); l != "" {
+					fmt.Fprintf(out, "--- last log lines of %s:\n%s\n", p.Name, l)
 				}
 			}
 		}
 	}()
-	logTo := io.Discard
+	var logTo io.Writer // nil: the logs are not echoed
 	if cfg.Verbose {
 		logTo = out
 	}
@@ -118,10 +119,10 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	procs = append(procs, hub)
+	started = append(started, hub)
 	fmt.Fprintf(out, "fake Hub      %s  (serves %s and datasets/%s)\n", hubURL, demoModel, demoDataset)
 
-	nodes, err := startCluster(ctx, cfg.HFBin, hubURL, work, logTo, func(p *proc) { procs = append(procs, p) })
+	nodes, err := startCluster(ctx, cfg.HFBin, hubURL, work, logTo, func(p *procs.Proc) { started = append(started, p) })
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	}
 	defer lb.Close()
 	for _, n := range nodes {
-		fmt.Fprintf(out, "%-13s %s  (admin %s)\n", n.name, n.url, n.admin)
+		fmt.Fprintf(out, "%-13s %s  (admin %s)\n", n.Name, n.url, n.admin)
 	}
 	fmt.Fprintf(out, "balancer      %s  (round robin over the three nodes)\n", lb.URL)
 	fmt.Fprintf(out, "cluster ready: %d alive members, %.1fs\n", nodeCount, time.Since(start).Seconds())
@@ -168,144 +169,60 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 
 // ---- processes ----
 
-// proc is a child process the demo started.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	tail []string // last log lines
-}
-
-func (p *proc) note(line string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.tail = append(p.tail, line)
-	if len(p.tail) > 20 {
-		p.tail = p.tail[len(p.tail)-20:]
-	}
-}
-
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.tail, "\n")
-}
-
 // stop sends SIGTERM and waits; kills after 15s.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func stop(p *procs.Proc) { p.Stop(syscall.SIGTERM, 15*time.Second) }
 
-// startProc starts cmd; each line of its output goes to onLine and logTo.
-func startProc(name string, cmd *exec.Cmd, logTo io.Writer, onLine func(string)) (*proc, error) {
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var lines sync.WaitGroup
-	lines.Add(1)
-	go func() {
-		defer lines.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.note(line)
-			if logTo != io.Discard {
-				fmt.Fprintf(logTo, "[%s] %s\n", name, line)
-			}
-			if onLine != nil {
-				onLine(line)
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		lines.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+// startProc starts cmd; each line of its output goes to logTo (if not nil)
+// and the first line ready picks makes it ready.
+func startProc(name string, cmd *exec.Cmd, logTo io.Writer, ready func(string) bool) (*procs.Proc, error) {
+	return procs.Start(cmd, procs.Options{Name: name, Keep: 20, Echo: logTo, Ready: ready, KillWithParent: true})
 }
 
 // startHub starts the fake Hub on free loopback ports and returns its URL.
-func startHub(bin string, logTo io.Writer) (*proc, string, error) {
-	hp, err1 := freePort()
-	cp, err2 := freePort()
+func startHub(bin string, logTo io.Writer) (*procs.Proc, string, error) {
+	hubAddr, err1 := procs.FreeAddr()
+	cdnAddr, err2 := procs.FreeAddr()
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, "", err
 	}
-	urlc := make(chan string, 1)
-	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", hp), "-cdn-listen", fmt.Sprintf("127.0.0.1:%d", cp))
-	p, err := startProc("fakehub", cmd, logTo, func(line string) {
-		if v, ok := strings.CutPrefix(line, "fakehub Hub: "); ok {
-			select {
-			case urlc <- v:
-			default:
-			}
-		}
-	})
+	cmd := exec.Command(bin, "-listen", hubAddr, "-cdn-listen", cdnAddr)
+	p, err := startProc("fakehub", cmd, logTo, func(line string) bool { return strings.HasPrefix(line, "fakehub Hub: ") })
 	if err != nil {
 		return nil, "", err
 	}
-	select {
-	case u := <-urlc:
-		return p, u, nil
-	case <-p.done:
-		return nil, "", fmt.Errorf("fakehub exited: %s", p.logs())
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, "", fmt.Errorf("fakehub did not start within 30s: %s", p.logs())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	line, err := p.WaitReady(ctx)
+	switch {
+	case err == nil:
+		return p, strings.TrimPrefix(line, "fakehub Hub: "), nil
+	case errors.Is(err, procs.ErrExited):
+		return nil, "", fmt.Errorf("fakehub exited: %s", p.Log.Lines())
+	default:
+		stop(p)
+		return nil, "", fmt.Errorf("fakehub did not start within 30s: %s", p.Log.Lines())
 	}
 }
 
 // node is a running hfcache process.
 type node struct {
-	*proc
+	*procs.Proc
 	url, admin string
 }
 
 // startCluster starts three nodes that form one cluster (--bootstrap-expect
 // 3, all joining the first one's gossip address) and waits until each is
 // ready and sees three alive members.
-func startCluster(ctx context.Context, bin, upstream, work string, logTo io.Writer, started func(*proc)) ([]*node, error) {
+func startCluster(ctx context.Context, bin, upstream, work string, logTo io.Writer, started func(*procs.Proc)) ([]*node, error) {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	gp, err := freePort()
+	seed, err := procs.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	seed := fmt.Sprintf("127.0.0.1:%d", gp)
-	type addrs struct{ client, admin string }
 	nodes := make([]*node, nodeCount)
-	ready := make([]chan addrs, nodeCount)
 	for i := range nodeCount {
 		name := fmt.Sprintf("node-%d", i+1)
 		gossip := "127.0.0.1:0"
@@ -325,120 +242,57 @@ func startCluster(ctx context.Context, bin, upstream, work string, logTo io.Writ
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "HF_TOKEN=", "HFCACHE_CLUSTER_SECRET=", "HFCACHE_JOIN=")
-		ch := make(chan addrs, 1)
-		ready[i] = ch
-		p, err := startProc(name, cmd, logTo, func(line string) {
-			if !strings.Contains(line, "hfcache serving") {
-				return
-			}
-			var rec struct {
-				Msg    string `json:"msg"`
-				Client string `json:"client_addr"`
-				Admin  string `json:"admin_addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "hfcache serving" {
-				select {
-				case ch <- addrs{rec.Client, rec.Admin}:
-				default:
-				}
-			}
-		})
+		p, err := startProc(name, cmd, logTo, procs.IsServing)
 		if err != nil {
 			return nil, err
 		}
 		started(p)
-		nodes[i] = &node{proc: p}
+		nodes[i] = &node{Proc: p}
 	}
-	deadline := time.After(60 * time.Second)
-	for i, n := range nodes {
-		select {
-		case a := <-ready[i]:
-			n.url, n.admin = "http://"+a.client, "http://"+a.admin
-		case <-n.done:
-			return nil, fmt.Errorf("%s exited before serving: %s", n.name, n.logs())
-		case <-deadline:
-			return nil, fmt.Errorf("%s did not serve within 60s: %s", n.name, n.logs())
-		case <-ctx.Done():
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		line, err := n.WaitReady(wctx)
+		switch {
+		case err == nil:
+			a, _ := procs.ParseServing(line)
+			n.url, n.admin = "http://"+a.Client, "http://"+a.Admin
+		case errors.Is(err, procs.ErrExited):
+			return nil, fmt.Errorf("%s exited before serving: %s", n.Name, n.Log.Lines())
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		default:
+			return nil, fmt.Errorf("%s did not serve within 60s: %s", n.Name, n.Log.Lines())
 		}
 	}
-	for {
-		ok := true
+	err = procs.Poll(wctx, 100*time.Millisecond, func() bool { // polling interval
 		for _, n := range nodes {
-			if !isReady(n.admin) || aliveMembers(n.admin) != nodeCount {
-				ok = false
-				break
+			if !procs.HTTPOK(adminClient, n.admin+"/-/ready") || procs.AliveMembers(adminClient, n.admin) != nodeCount {
+				return false
 			}
 		}
-		if ok {
-			return nodes, nil
-		}
-		select {
-		case <-deadline:
-			return nil, fmt.Errorf("the cluster did not form (%d ready, alive members) within 60s", nodeCount)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond): // polling interval
-		}
+		return true
+	})
+	switch {
+	case err == nil:
+		return nodes, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		return nil, fmt.Errorf("the cluster did not form (%d ready, alive members) within 60s", nodeCount)
 	}
 }
 
 var adminClient = &http.Client{Timeout: 5 * time.Second}
-
-func isReady(admin string) bool {
-	resp, err := adminClient.Get(admin + "/-/ready")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-func aliveMembers(admin string) int {
-	resp, err := adminClient.Get(admin + "/v1/cluster/members")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var view struct {
-		Members []struct {
-			State string `json:"state"`
-		} `json:"members"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&view) != nil {
-		return -1
-	}
-	n := 0
-	for _, m := range view.Members {
-		if m.State == "alive" {
-			n++
-		}
-	}
-	return n
-}
 
 // upstreamBytes is the bytes the nodes received from the Hub so far
 // (hfcache_upstream_received_bytes_total summed over the cluster).
 func upstreamBytes(nodes []*node) int64 {
 	var sum float64
 	for _, n := range nodes {
-		resp, err := adminClient.Get(n.admin + "/metrics")
-		if err != nil {
-			continue
+		if v, err := procs.MetricSum(adminClient, n.admin+"/metrics", "hfcache_upstream_received_bytes_total"); err == nil {
+			sum += v
 		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, "hfcache_upstream_received_bytes_total") {
-				continue
-			}
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				sum += v
-			}
-		}
-		resp.Body.Close()
 	}
 	return int64(sum)
 }
@@ -521,7 +375,7 @@ func (b *balancer) record(r *http.Request, resp *http.Response) {
 	if !ok {
 		return
 	}
-	b.files[key] = append(b.files[key], served{via: be.name, node: resp.Header.Get("X-Hfcache-Node"), source: resp.Header.Get("X-Hfcache-Source"), status: resp.StatusCode})
+	b.files[key] = append(b.files[key], served{via: be.Name, node: resp.Header.Get("X-Hfcache-Node"), source: resp.Header.Get("X-Hfcache-Source"), status: resp.StatusCode})
 }
 
 func (b *balancer) reset() {

@@ -183,7 +183,7 @@ func TestClusterBehindBalancer(t *testing.T) {
 	t.Logf("4 nodes: %d upstream body fetches; %d upstream requests", len(st.Fetches), st.Total())
 	moved := 0
 	for _, p := range []*proc{n1, n2, n3, n4} {
-		moved += strings.Count(p.logs.String(), "blob copied from peer")
+		moved += strings.Count(p.Log.String(), "blob copied from peer")
 	}
 	if moved == 0 {
 		t.Errorf("no blob was copied from a peer after the fourth node joined")
@@ -191,7 +191,7 @@ func TestClusterBehindBalancer(t *testing.T) {
 	t.Logf("blobs copied between peers: %d", moved)
 
 	before := storeBlobs(t, n3)
-	n3.kill()
+	n3.Kill()
 	checkSnapshot(t, hub, runJS(t, snapshotPlan(lb.URL, t)))
 	waitMembers(t, 3, n1, n2, n4)
 

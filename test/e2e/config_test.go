@@ -5,19 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/test/fakehub"
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // freeAddr reserves a loopback port for a process to bind later (fixed
@@ -26,38 +25,12 @@ import (
 // returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	handedOut.mu.Lock()
-	defer handedOut.mu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		// Gossip binds UDP on the same port: it must be free too.
-		u, uerr := net.ListenPacket("udp", addr)
-		l.Close()
-		if uerr != nil {
-			continue
-		}
-		u.Close()
-		// The kernel may hand a just-closed port out again; an address given
-		// to one node must not be given to the next.
-		if handedOut.addrs[addr] {
-			continue
-		}
-		handedOut.addrs[addr] = true
-		return addr
+	addr, err := procs.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free TCP+UDP port on 127.0.0.1 after 100 tries")
-	return ""
+	return addr
 }
-
-// handedOut is every address freeAddr returned in this test binary.
-var handedOut = struct {
-	mu    sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
 
 type raftNode struct {
 	name, dir, gossip, raft string
@@ -177,7 +150,7 @@ func TestReplicatedConfiguration(t *testing.T) {
 	// Kill the leader: a new one is elected among the other two and writes
 	// continue.
 	killedAt := time.Now()
-	leader.p.kill()
+	leader.p.Kill()
 	var recovered time.Duration
 	eventually(t, 30*time.Second, "a write after the leader died", func() bool {
 		st, _, _ := admin(t, http.MethodPut, f2.p.AdminURL+"/v1/remotes/after-failover", map[string]any{"url": hub.URL()})

@@ -28,15 +28,15 @@ import (
 func sigterm(t *testing.T, p *proc, bound time.Duration) (time.Duration, int) {
 	t.Helper()
 	sent := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(bound):
-		t.Fatalf("hfcache did not exit within %v of SIGTERM:\n%s", bound, p.logs.String())
+		t.Fatalf("hfcache did not exit within %v of SIGTERM:\n%s", bound, p.Log.String())
 	}
-	return time.Since(sent), p.cmd.ProcessState.ExitCode()
+	return time.Since(sent), p.Cmd.ProcessState.ExitCode()
 }
 
 // readyStatus is GET /-/ready's status (0: unreachable).
@@ -112,7 +112,7 @@ func TestDrainSingleNode(t *testing.T) {
 	}
 
 	sent := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "/-/ready 503 on both ports", func() bool {
@@ -163,12 +163,12 @@ func TestDrainSingleNode(t *testing.T) {
 		t.Errorf("the download ended before new requests were refused: the test proves nothing about in-flight downloads")
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("hfcache did not exit within 10 s of its last download:\n%s", p.logs.String())
+		t.Fatalf("hfcache did not exit within 10 s of its last download:\n%s", p.Log.String())
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM:\n%s", code, p.logs.String())
+	if code := p.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, p.Log.String())
 	}
 	t.Logf("not ready %v after SIGTERM; refusing at %v; download done at %v; exited at %v",
 		notReady.Round(time.Millisecond), refused.Sub(sent).Round(time.Millisecond), r.done.Sub(sent).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond))
@@ -342,7 +342,7 @@ func TestDrainRollingRestart(t *testing.T) {
 		if code != 0 {
 			t.Errorf("%s exited %d after SIGTERM", kn.name, code)
 		}
-		handed, copied := handOffs(old.logs.String())
+		handed, copied := handOffs(old.Log.String())
 		for blob, to := range handed {
 			target := byName[to]
 			if target == nil || target == kn {

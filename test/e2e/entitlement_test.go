@@ -72,7 +72,7 @@ func TestEntitlementMatrix(t *testing.T) {
 		}
 	}
 	p.stop(t)
-	logs := p.logs.String()
+	logs := p.Log.String()
 	// What was searched includes the request log line of every request
 	// above (2 × 7 at least), each at info with its status.
 	if n := strings.Count(logs, `"msg":"request"`); n < 14 || !strings.Contains(logs, `"route":"resolve","distribution":"default","repo_type":"model","repo":"`+gatedID+`","revision":"main","path":"config.json","status":401`) {
@@ -129,11 +129,11 @@ func TestSlowloris(t *testing.T) {
 func TestWarnsWithoutClusterSecret(t *testing.T) {
 	hub := startHub(t)
 	p := startProc(t, hub.URL(), t.TempDir(), "--advertise-addr", "10.255.255.1")
-	if !strings.Contains(p.logs.String(), "no --cluster-secret") {
+	if !strings.Contains(p.Log.String(), "no --cluster-secret") {
 		t.Fatal("no warning about the missing cluster secret")
 	}
 	q := startProc(t, hub.URL(), t.TempDir())
-	if strings.Contains(q.logs.String(), "no --cluster-secret") {
+	if strings.Contains(q.Log.String(), "no --cluster-secret") {
 		t.Fatal("a loopback-only node warned")
 	}
 }

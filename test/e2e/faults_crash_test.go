@@ -136,7 +136,7 @@ func TestCrashMidFill(t *testing.T) {
 	if len(tmp) != 1 || !strings.Contains(tmp[0], fi.SHA256) {
 		t.Fatalf("temp files during the fill: %q, want one for %s", tmp, fi.SHA256)
 	}
-	p.kill()
+	p.Kill()
 
 	var d download
 	select {
@@ -173,7 +173,7 @@ func TestCrashMidFill(t *testing.T) {
 	if tmp := tmpFiles(t, dir); len(tmp) != 0 {
 		t.Fatalf("temp files after the restart: %q", tmp)
 	}
-	if !strings.Contains(p.logs.String(), `"tmp_removed":1`) {
+	if !strings.Contains(p.Log.String(), `"tmp_removed":1`) {
 		t.Errorf("the store did not report removing the crashed fill's temp file")
 	}
 	if blobs, used := storeStats(t, p); blobs != 0 || used != 0 {

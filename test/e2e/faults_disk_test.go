@@ -278,7 +278,7 @@ func TestFullDisk(t *testing.T) {
 				t.Errorf("client %d downloading a file larger than the free space: %v", i, err)
 			}
 		}
-		if !strings.Contains(p.logs.String(), "store refused blob, passing bytes through") {
+		if !strings.Contains(p.Log.String(), "store refused blob, passing bytes through") {
 			t.Errorf("the node did not report passing bytes through")
 		}
 		t.Logf("upstream body bytes for the %d-byte file: %d", big.Size, hub.Stats().BodyBytes(big.SHA256))
@@ -291,8 +291,8 @@ func TestFullDisk(t *testing.T) {
 		})
 		// The node runs on and serves: from disk, and a new small file.
 		select {
-		case <-p.done:
-			t.Fatalf("the node exited:\n%s", p.logs.String())
+		case <-p.Done():
+			t.Fatalf("the node exited:\n%s", p.Log.String())
 		default:
 		}
 		if resp := get(p, "fits.bin"); resp.Header.Get("X-Hfcache-Source") != "disk" {

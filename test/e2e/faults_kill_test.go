@@ -21,6 +21,7 @@ import (
 
 	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/test/fakehub"
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // The "killed nodes" scenario of issue 7.
@@ -687,7 +688,7 @@ func TestKilledNodes(t *testing.T) {
 			other = n
 		}
 	}
-	victim.p.kill()
+	victim.p.Kill()
 	bytes1 := killBytes(clients)
 	held1 := killDiskBlobs(t, victim.dir)
 	t.Logf("t=%v: SIGKILL follower %s (%d blobs on disk, %d LFS; %d clients mid-body through it, %d in flight overall)",
@@ -730,7 +731,7 @@ func TestKilledNodes(t *testing.T) {
 		return len(killInFlight(clients, "", killCutMargin)) > 0 && killLFSBlobs(killDiskBlobs(t, leader.dir)) > 0
 	})
 	inFlight := len(killInFlight(clients, "", 0))
-	leader.p.kill()
+	leader.p.Kill()
 	kill2 := time.Now()
 	held2 := killDiskBlobs(t, leader.dir)
 	t.Logf("t=%v: SIGKILL leader %s (%d blobs on disk, %d LFS; %d clients mid-body through it, %d in flight overall)",
@@ -899,7 +900,7 @@ func logDeadOnFailure(t *testing.T, what string, nodes []*killNode) {
 		}
 		for _, n := range nodes {
 			for _, p := range n.dead {
-				t.Logf("%s logs before its %s (tail):\n%s", n.name, what, logTail(p.logs.String(), 8000))
+				t.Logf("%s logs before its %s (tail):\n%s", n.name, what, procs.Tail(p.Log.String(), 8000))
 			}
 		}
 	})

@@ -10,7 +10,6 @@ package e2e
 // can no longer reach each other, while the test still talks to all three.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -216,51 +215,8 @@ func (lab *netLab) start(n *netnsNode, upstream string, extra ...string) {
 		"--join", strings.Join(seeds, ","),
 	}, extra...)
 	n.p = startCmd(t, exec.Command(lab.ip, args...), n.dir)
+	// The node listens on 0.0.0.0: reach it at its bridge addresses.
 	n.p.URL, n.p.AdminURL, n.p.Gossip = n.clientURL(), n.adminURL(), n.gossip()
-}
-
-// startCmd starts an `hfcache serve` command line and waits for its
-// "hfcache serving" log line, like startProc; the caller sets the URLs.
-func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *proc {
-	t.Helper()
-	cmd.Env = append(os.Environ(), "HF_TOKEN=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{DataDir: dataDir, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{}, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.logs.Write(append(append([]byte(nil), line...), '\n'))
-			var rec struct {
-				Msg string `json:"msg"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "hfcache serving" {
-				select {
-				case ready <- struct{}{}:
-				default:
-				}
-			}
-		}
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	select {
-	case <-ready:
-	case <-p.done:
-		t.Fatalf("hfcache exited before serving:\n%s", p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("hfcache did not start within 60s:\n%s", p.logs.String())
-	}
-	return p
 }
 
 // netClient talks to the nodes over the client bridge; no request may hang
@@ -358,7 +314,7 @@ func (n *netnsNode) configOf() (string, string) {
 
 func (n *netnsNode) running() bool {
 	select {
-	case <-n.p.done:
+	case <-n.p.Done():
 		return false
 	default:
 		return true

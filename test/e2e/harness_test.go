@@ -1,12 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +24,7 @@ import (
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/store"
 	"github.com/hfcache/hfcache/test/fakehub"
+	"github.com/hfcache/hfcache/test/procs"
 )
 
 // hfcacheBin is the binary built once by TestMain for the process tests.
@@ -257,30 +255,11 @@ var noRedirect = &http.Client{
 
 // proc is an hfcache process started from the built binary.
 type proc struct {
+	*procs.Proc
 	URL      string
 	AdminURL string
 	Gossip   string
 	DataDir  string
-	cmd      *exec.Cmd
-	logs     *syncBuffer
-	done     chan struct{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startProc runs `hfcache serve` against upstream on loopback ports and
@@ -293,92 +272,55 @@ func startProc(t *testing.T, upstream, dataDir string, args ...string) *proc {
 		"--cache-size", "2GiB", "--log-format", "json", "--log-level", "debug",
 		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
 	}, args...)
-	cmd := exec.Command(hfcacheBin, all...)
+	return startCmd(t, exec.Command(hfcacheBin, all...), dataDir)
+}
+
+// startCmd starts an `hfcache serve` command line, logging to stderr as
+// JSON, waits for its "hfcache serving" log line and takes the addresses
+// from it; it stops the process with the test.
+func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "HF_TOKEN=")
-	stderr, err := cmd.StderrPipe()
+	pp, err := procs.Start(cmd, procs.Options{Name: "hfcache", StderrOnly: true, Ready: procs.IsServing})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{DataDir: dataDir, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan [3]string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.logs.Write(append(append([]byte(nil), line...), '\n'))
-			var rec struct {
-				Msg    string `json:"msg"`
-				Client string `json:"client_addr"`
-				Admin  string `json:"admin_addr"`
-				Gossip string `json:"gossip_addr"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "hfcache serving" {
-				ready <- [3]string{rec.Client, rec.Admin, rec.Gossip}
-			}
-		}
-		cmd.Wait()
-		close(p.done)
-	}()
+	p := &proc{Proc: pp, DataDir: dataDir}
 	t.Cleanup(func() { p.stop(t) })
-	select {
-	case addrs := <-ready:
-		p.URL, p.AdminURL, p.Gossip = "http://"+addrs[0], "http://"+addrs[1], addrs[2]
-	case <-p.done:
-		t.Fatalf("hfcache exited before serving:\n%s", p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("hfcache did not start within 60s:\n%s", p.logs.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	line, err := p.WaitReady(ctx)
+	switch {
+	case errors.Is(err, procs.ErrExited):
+		t.Fatalf("hfcache exited before serving:\n%s", p.Log.String())
+	case err != nil:
+		t.Fatalf("hfcache did not start within 60s:\n%s", p.Log.String())
 	}
+	addrs, _ := procs.ParseServing(line)
+	p.URL, p.AdminURL, p.Gossip = "http://"+addrs.Client, "http://"+addrs.Admin, addrs.Gossip
 	return p
 }
 
-// kill ends the process with SIGKILL, as a crash would.
-func (p *proc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-}
-
-// stop sends SIGTERM and waits for a clean exit.
+// stop sends SIGINT and waits for a clean exit.
 func (p *proc) stop(t *testing.T) {
-	select {
-	case <-p.done:
+	if p.Exited() {
 		return
-	default:
 	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
+	if p.Stop(os.Interrupt, 30*time.Second) {
 		t.Errorf("hfcache did not stop within 30s on SIGINT")
 	}
 	if t.Failed() {
-		t.Logf("hfcache logs (tail):\n%s", logTail(p.logs.String(), 20000))
+		t.Logf("hfcache logs (tail):\n%s", procs.Tail(p.Log.String(), 20000))
 	}
-}
-
-// logTail is the last max bytes of logs.
-func logTail(logs string, max int) string {
-	if len(logs) > max {
-		return "…" + logs[len(logs)-max:]
-	}
-	return logs
 }
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		runtime.Gosched()
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an outcome
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if procs.Poll(ctx, 5*time.Millisecond, cond) != nil { // polling interval, not a wait for an outcome
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 

@@ -114,7 +114,7 @@ func TestTLSAndPeerMTLS(t *testing.T) {
 		t.Fatal("no request was proxied between the nodes: mutual TLS was not exercised")
 	}
 	for _, p := range []*proc{n1, n2} {
-		if strings.Contains(p.logs.String(), "owner unreachable") || strings.Contains(p.logs.String(), "blob owner unreachable") {
+		if strings.Contains(p.Log.String(), "owner unreachable") || strings.Contains(p.Log.String(), "blob owner unreachable") {
 			t.Fatal("a node could not reach its peer over TLS")
 		}
 	}
