@@ -41,8 +41,10 @@ func newStatusServer(t *testing.T, token string) *httptest.Server {
 	cfg := &fakeConfig{status: raftstore.Status{State: "leader", Term: 3, LeaderID: "n1", Servers: []raftstore.Server{
 		{ID: "n1", Suffrage: "voter", Leader: true}, {ID: "n2", Suffrage: "voter"}, {ID: "n3", Suffrage: "nonvoter"}}}}
 	h := NewAdmin(AdminDeps{
-		Node:  namedNode("n1"),
-		Store: func() StoreStats { return StoreStats{Used: 3 << 30, Budget: 10 << 30, Blobs: 7, Xorbs: 4, XorbBytes: 1 << 30} },
+		Node: namedNode("n1"),
+		Store: func() StoreStats {
+			return StoreStats{Used: 3 << 30, Budget: 10 << 30, Blobs: 7, Xorbs: 4, XorbBytes: 1 << 30}
+		},
 		Members: func() []membership.Member {
 			return []membership.Member{
 				{Name: "n2", State: membership.StateAlive, Meta: membership.Meta{AdminURL: "http://127.0.0.1:2"}},
