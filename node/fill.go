@@ -148,6 +148,16 @@ func (n *Node) runFill(fl *fill, f File) {
 		}
 	}
 	n.metrics.fillDone(err)
+	// A failed fill leaves the table before its readers hear of it: a
+	// client retrying at once then starts a new fill instead of joining
+	// this one and getting its error again.
+	forget := func() {
+		n.mu.Lock()
+		if n.fills[fl.id] == fl {
+			delete(n.fills, fl.id)
+		}
+		n.mu.Unlock()
+	}
 	var diskErr *diskError
 	switch {
 	case err == nil:
@@ -156,23 +166,24 @@ func (n *Node) runFill(fl *fill, f File) {
 		n.log.Info("blob filled", "blob", fl.id, "repo", f.Repo, "path", f.Path, "bytes", fl.size, "took", n.cfg.Now().Sub(start))
 	case errors.As(err, &diskErr):
 		fl.w.Abort()
+		forget()
 		fl.update(func() { fl.storeErr = err })
 		n.log.Error("store refused blob, passing bytes through", "blob", fl.id, "err", err)
 		n.RecordError(RecentError{Kind: "fill", Repo: fl.repo, Path: fl.path, Detail: err.Error()})
 	case errors.Is(err, errNotHeld):
 		fl.w.Abort()
+		forget()
 		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
 		n.hot.forget(fl.id)
 		n.log.Info("hot copy postponed: no peer holds the blob yet", "blob", fl.id)
 	default:
 		fl.w.Abort()
+		forget()
 		fl.update(func() { fl.err = fmt.Errorf("%w: %w", ErrFillFailed, err) })
 		n.log.Error("fill failed", "blob", fl.id, "repo", f.Repo, "path", f.Path, "err", err)
 		n.RecordError(RecentError{Kind: "fill", Repo: fl.repo, Path: fl.path, Detail: err.Error()})
 	}
-	n.mu.Lock()
-	delete(n.fills, fl.id)
-	n.mu.Unlock()
+	forget()
 	fl.update(func() { fl.finished = true })
 	fl.release()
 }
