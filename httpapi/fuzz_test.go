@@ -17,6 +17,8 @@ func FuzzParseRoute(f *testing.F) {
 		"/org/model/resolve/main/config.json", "/gpt2/resolve/main/a/b.bin", "/datasets/o/d/resolve/refs/convert/parquet/x",
 		"/o/m/resolve/refs%2Fpr%2F1/sub%20dir/%C3%BC.txt", "/api/models/o/m/tree/main/a%2Fb", "/api/models/o/m/paths-info/main",
 		"/o/m/resolve/main/%2e%2e/x", "//o//m//resolve//main//x", "/api/whoami-v2", "/o/m/resolve/main/%ff",
+		"/v2/reconstructions/" + strings.Repeat("ab", 32), "/reconstruction/" + strings.Repeat("0", 64),
+		"/xet/xorb/" + strings.Repeat("f", 64), "/api/models/o/m/xet-read-token/main", "/v1/reconstructions/XYZ",
 	} {
 		f.Add(s)
 	}
@@ -37,6 +39,9 @@ func FuzzParseRoute(f *testing.F) {
 			if _, err := hf.NewRepo(fr.Repo.Type, fr.Repo.ID); err != nil {
 				t.Fatalf("%q: invalid repo accepted: %v", p, err)
 			}
+		}
+		if xr := rt.xet; xr != nil && (!hf.IsXetHash(xr.Hash) || (xr.Kind == "recon" && xr.Version != 1 && xr.Version != 2)) {
+			t.Fatalf("%q: CAS route %+v", p, xr)
 		}
 	})
 }
