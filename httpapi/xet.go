@@ -97,13 +97,9 @@ func (c *Client) servePeerXorb(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if local {
-		for _, rg := range ranges {
-			if !xc.Held(rg[0], rg[1]) {
-				writeError(w, node.ErrNotCached)
-				return
-			}
-		}
+	if local && !xc.Held(ranges) {
+		writeError(w, node.ErrNotCached)
+		return
 	}
 	c.serveXorb(w, r, xc, ranges)
 }
@@ -155,10 +151,7 @@ func xorbRanges(h string, xc *node.XorbContent) ([][2]uint64, error) {
 func (c *Client) serveXorb(w http.ResponseWriter, r *http.Request, xc *node.XorbContent, ranges [][2]uint64) {
 	ctx := r.Context()
 	// A hit when every chunk was there, verified, before any was read.
-	held := true
-	for _, rg := range ranges {
-		held = held && xc.Held(rg[0], rg[1])
-	}
+	held := xc.Held(ranges)
 	rd := xc.Reader(ctx, ranges[0][0], ranges[0][1])
 	buf := make([]byte, 256<<10)
 	first, err := io.ReadAtLeast(rd, buf, 1)

@@ -7,6 +7,24 @@ import (
 	"strings"
 )
 
+// outgoing is a copy of a caller's header fit to send upstream: no
+// hop-by-hop headers, Host or Content-Length, identity encoding, and the
+// client's User-Agent unless the caller set one.
+func (c *Client) outgoing(header http.Header) http.Header {
+	hdr := header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	stripHopByHop(hdr)
+	hdr.Del("Host")
+	hdr.Del("Content-Length")
+	hdr.Set("Accept-Encoding", "identity")
+	if hdr.Get("User-Agent") == "" && c.cfg.UserAgent != "" {
+		hdr.Set("User-Agent", c.cfg.UserAgent)
+	}
+	return hdr
+}
+
 // Do performs an API or pass-through request on the Hub:
 // method BaseURL+escapedPath?rawQuery.
 //
@@ -32,17 +50,7 @@ func (c *Client) Do(ctx context.Context, method, escapedPath, rawQuery string, h
 	if rawQuery != "" {
 		u += "?" + rawQuery
 	}
-	hdr := header.Clone()
-	if hdr == nil {
-		hdr = http.Header{}
-	}
-	stripHopByHop(hdr)
-	hdr.Del("Host")
-	hdr.Del("Content-Length")
-	hdr.Set("Accept-Encoding", "identity")
-	if hdr.Get("User-Agent") == "" && c.cfg.UserAgent != "" {
-		hdr.Set("User-Agent", c.cfg.UserAgent)
-	}
+	hdr := c.outgoing(header)
 
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	for hops := 0; ; hops++ {

@@ -67,14 +67,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL string, header http.Header) (
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: URL %s", ErrBadResponse, redact(rawURL))
 	}
-	hdr := header.Clone()
-	if hdr == nil {
-		hdr = http.Header{}
-	}
-	hdr.Set("Accept-Encoding", "identity")
-	if hdr.Get("User-Agent") == "" && c.cfg.UserAgent != "" {
-		hdr.Set("User-Agent", c.cfg.UserAgent)
-	}
+	hdr := c.outgoing(header)
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	resp, err := c.roundTrip(reqCtx, http.MethodGet, rawURL, hdr, nil, true)
 	if err != nil {

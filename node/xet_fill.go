@@ -172,49 +172,38 @@ func (n *Node) fillXetFile(ctx context.Context, g xetGrant, hash string) error {
 	if err != nil {
 		return err
 	}
-	urls, force := map[string][]xet.XorbFetch(nil), false
-	n.xet.mu.Lock()
-	if u := n.xet.urls[hash]; u != nil && n.cfg.Now().Sub(u.at) < upstreamURLTTL {
-		urls = u.xorbs
-	}
-	n.xet.mu.Unlock()
-	for attempt := 0; ; attempt++ {
-		if force {
-			if urls, err = n.upstreamURLs(ctx, g, hash, true); err != nil {
-				return err
-			}
-		}
-		chunks, err := n.fillXorbs(ctx, g.Remote, rec, urls, xorbFill)
-		if isNeedURL(err) && attempt == 0 {
-			force = true
-			continue
-		}
-		if err != nil {
+	urls := n.xet.heldURLs(hash, n.cfg.Now())
+	chunks, err := n.fillXorbs(ctx, g.Remote, rec, urls, xorbFill)
+	if isNeedURL(err) {
+		// No URLs held, or the upstream refused them: ask once for fresh ones.
+		if urls, err = n.freshURLs(ctx, g, hash); err != nil {
 			return err
 		}
-		var leaves []xet.Chunk
-		for _, t := range rec.Terms {
-			var sum uint64
-			for i := t.Range.Start; i < t.Range.End; i++ {
-				c, ok := chunks[t.Hash][i]
-				if !ok {
-					return fmt.Errorf("%w: chunk %d of xorb %s missing after its fill", ErrFillFailed, i, t.Hash)
-				}
-				leaves = append(leaves, c)
-				sum += c.Size
-			}
-			if sum != t.UnpackedLength {
-				return n.rejectXetFile(ctx, g.Remote, rec, fmt.Errorf("%w: term of xorb %s holds %d bytes, not %d", errXetVerify, t.Hash, sum, t.UnpackedLength))
-			}
-		}
-		if got := xet.FileHash(leaves).String(); got != hash {
-			return n.rejectXetFile(ctx, g.Remote, rec, fmt.Errorf("%w: chunks hash to %s, not %s", errXetVerify, got, hash))
-		}
-		if _, err := n.fillXorbs(ctx, g.Remote, rec, nil, xorbVerify); err != nil {
-			return err
-		}
-		return nil
+		chunks, err = n.fillXorbs(ctx, g.Remote, rec, urls, xorbFill)
 	}
+	if err != nil {
+		return err
+	}
+	var leaves []xet.Chunk
+	for _, t := range rec.Terms {
+		var sum uint64
+		for i := t.Range.Start; i < t.Range.End; i++ {
+			c, ok := chunks[t.Hash][i]
+			if !ok {
+				return fmt.Errorf("%w: chunk %d of xorb %s missing after its fill", ErrFillFailed, i, t.Hash)
+			}
+			leaves = append(leaves, c)
+			sum += c.Size
+		}
+		if sum != t.UnpackedLength {
+			return n.rejectXetFile(ctx, g.Remote, rec, fmt.Errorf("%w: term of xorb %s holds %d bytes, not %d", errXetVerify, t.Hash, sum, t.UnpackedLength))
+		}
+	}
+	if got := xet.FileHash(leaves).String(); got != hash {
+		return n.rejectXetFile(ctx, g.Remote, rec, fmt.Errorf("%w: chunks hash to %s, not %s", errXetVerify, got, hash))
+	}
+	_, err = n.fillXorbs(ctx, g.Remote, rec, nil, xorbVerify)
+	return err
 }
 
 // rejectXetFile drops the file's unverified chunks and returns err.

@@ -431,16 +431,20 @@ func checkRecon(rec *xet.ReconstructionV2) error {
 	return nil
 }
 
-// upstreamURLs are the upstream's signed URLs for the file's xorb ranges,
-// refetched when older than upstreamURLTTL or when force is set (an
-// upstream refused one).
-func (n *Node) upstreamURLs(ctx context.Context, g xetGrant, hash string, force bool) (map[string][]xet.XorbFetch, error) {
-	n.xet.mu.Lock()
-	u := n.xet.urls[hash]
-	n.xet.mu.Unlock()
-	if u != nil && !force && n.cfg.Now().Sub(u.at) < upstreamURLTTL {
-		return u.xorbs, nil
+// heldURLs are the upstream's signed URLs for the file's xorb ranges held
+// in memory, if younger than upstreamURLTTL; nil otherwise.
+func (x *xetState) heldURLs(hash string, now time.Time) map[string][]xet.XorbFetch {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if u := x.urls[hash]; u != nil && now.Sub(u.at) < upstreamURLTTL {
+		return u.xorbs
 	}
+	return nil
+}
+
+// freshURLs asks the upstream CAS for the file's reconstruction again, for
+// fresh signed URLs, and keeps them.
+func (n *Node) freshURLs(ctx context.Context, g xetGrant, hash string) (map[string][]xet.XorbFetch, error) {
 	up, err := n.upstreamRecon(ctx, g, hash)
 	if err != nil {
 		return nil, err

@@ -127,15 +127,19 @@ func (x *XorbContent) Proxy(ctx context.Context, hdr http.Header) (*http.Respons
 	return nil, nil
 }
 
-// Held reports whether this node holds every chunk of xorb bytes
-// [start, end], verified: the range is then served from disk alone.
-func (x *XorbContent) Held(start, end uint64) bool {
+// Held reports whether this node holds every chunk of the xorb byte
+// ranges (inclusive), verified: they are then served from disk alone.
+func (x *XorbContent) Held(ranges [][2]uint64) bool {
 	cs, err := x.n.store.XorbChunks(x.xorb)
 	if err != nil {
 		return false
 	}
-	r := xorbReader{chunks: cs, start: start, end: end}
-	return r.verified()
+	for _, rg := range ranges {
+		if !verifiedCover(cs, rg[0], rg[1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Reader streams xorb bytes [start, end] (inclusive) from this node's
@@ -169,21 +173,20 @@ func (r *xorbReader) Close() error {
 	return nil
 }
 
-// covering is the held chunk containing byte off, if any.
-func (r *xorbReader) covering(off uint64) (store.XorbChunk, bool) {
-	i := sort.Search(len(r.chunks), func(i int) bool { return r.chunks[i].Offset+uint64(r.chunks[i].Len) > off })
-	if i < len(r.chunks) && r.chunks[i].Offset <= off {
-		return r.chunks[i], true
+// covering is the chunk of cs (sorted by offset) containing byte off.
+func covering(cs []store.XorbChunk, off uint64) (store.XorbChunk, bool) {
+	i := sort.Search(len(cs), func(i int) bool { return cs[i].Offset+uint64(cs[i].Len) > off })
+	if i < len(cs) && cs[i].Offset <= off {
+		return cs[i], true
 	}
 	return store.XorbChunk{}, false
 }
 
-// verified reports whether the held chunks cover [start, end] and are all
-// verified.
-func (r *xorbReader) verified() bool {
-	off := r.start
-	for off <= r.end {
-		c, ok := r.covering(off)
+// verifiedCover reports whether chunks of cs cover bytes [start, end] and
+// are all verified.
+func verifiedCover(cs []store.XorbChunk, start, end uint64) bool {
+	for off := start; off <= end; {
+		c, ok := covering(cs, off)
 		if !ok || !c.Verified {
 			return false
 		}
@@ -241,13 +244,13 @@ func (r *xorbReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	for stalled := 0; ; {
-		c, ok := r.covering(r.pos)
+		c, ok := covering(r.chunks, r.pos)
 		if !ok {
 			changed, err := r.refresh()
 			if err != nil {
 				return 0, err
 			}
-			if c, ok = r.covering(r.pos); !ok {
+			if c, ok = covering(r.chunks, r.pos); !ok {
 				if r.done && stalled > 0 {
 					return 0, fmt.Errorf("%w: xorb %s byte %d is not held after its file's fill", ErrFillFailed, r.x.xorb, r.pos)
 				}
@@ -261,7 +264,7 @@ func (r *xorbReader) Read(p []byte) (int, error) {
 			}
 		}
 		n := min(uint64(len(p)), c.Offset+uint64(c.Len)-r.pos, r.end+1-r.pos)
-		if r.pos+n > r.end && !r.verified() {
+		if r.pos+n > r.end && !verifiedCover(r.chunks, r.start, r.end) {
 			// The response's last byte waits for verification.
 			if n > 1 {
 				n--
@@ -270,7 +273,7 @@ func (r *xorbReader) Read(p []byte) (int, error) {
 				if err != nil {
 					return 0, err
 				}
-				if !r.verified() {
+				if !verifiedCover(r.chunks, r.start, r.end) {
 					if r.done && r.err == nil && stalled > 0 {
 						return 0, fmt.Errorf("%w: xorb %s bytes %d-%d unverified after its file's fill", ErrFillFailed, r.x.xorb, r.start, r.end)
 					}
