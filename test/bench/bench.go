@@ -585,54 +585,6 @@ func (b *bench) p6() error {
 	return nil
 }
 
-// P2: warm hits of a 4 KiB file, 64 keep-alive clients for a fixed time.
-func (b *bench) p2() error {
-	srvs := b.servers(0)
-	for _, s := range srvs {
-		if err := b.warm(s.url + benchRepo + "small.bin"); err != nil {
-			return err
-		}
-	}
-	r := b.rep
-	for round := range b.cfg.Rounds {
-		for _, s := range ordered(srvs, round) {
-			c := newClient(b.sz.P2Clients, false)
-			res, err := loadFor(c, s.url+benchRepo+"small.bin", b.sz.P2Clients, b.sz.P2Dur)
-			c.CloseIdleConnections()
-			if err != nil {
-				return err
-			}
-			add(r.metric("P2", "warm 4KiB, 64 keep-alive clients: requests/s", "req/s", "higher", "hfcache", "nginx"), s.name, res.rps())
-			add(r.metric("P2", "warm 4KiB: p50 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.50).Microseconds())/1000)
-			add(r.metric("P2", "warm 4KiB: p99 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.99).Microseconds())/1000)
-		}
-	}
-	return nil
-}
-
-// P3: one client, a cold file from a Hub that caps each connection at R.
-func (b *bench) p3() error {
-	r := b.rep
-	srvs := b.servers(1)
-	for round := range b.cfg.Rounds {
-		for _, s := range ordered(srvs, round) {
-			kind := "p3-hf"
-			if s.name == "nginx" {
-				kind = "p3-ng"
-			}
-			up0 := b.hubB.proxy.Bytes()
-			f, err := get(nilCtx(), b.client, s.url+benchRepo+b.fileName(kind, round))
-			if err != nil {
-				return err
-			}
-			rate := float64(f.bytes) / f.end.Sub(f.start).Seconds()
-			add(r.metric("P3", fmt.Sprintf("cold file, Hub capped at R=%.0f MiB/s per connection: client throughput", float64(b.sz.Rate)/mib), "R", "higher", "hfcache", "nginx"), s.name, rate/float64(b.sz.Rate))
-			add(r.metric("P3", "cold capped: upstream bytes / file size", "x", "lower", "hfcache", "nginx"), s.name, float64(b.hubB.proxy.Bytes()-up0)/float64(b.sz.P3))
-		}
-	}
-	return nil
-}
-
 // P4: 64 concurrent cold requests for one blob: spread over the 3-node
 // cluster (hfcache) or all to the one nginx.
 func (b *bench) p4() error {

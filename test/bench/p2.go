@@ -1,0 +1,26 @@
+package main
+
+// P2: warm hits of a 4 KiB file, 64 keep-alive clients for a fixed time.
+func (b *bench) p2() error {
+	srvs := b.servers(0)
+	for _, s := range srvs {
+		if err := b.warm(s.url + benchRepo + "small.bin"); err != nil {
+			return err
+		}
+	}
+	r := b.rep
+	for round := range b.cfg.Rounds {
+		for _, s := range ordered(srvs, round) {
+			c := newClient(b.sz.P2Clients, false)
+			res, err := loadFor(c, s.url+benchRepo+"small.bin", b.sz.P2Clients, b.sz.P2Dur)
+			c.CloseIdleConnections()
+			if err != nil {
+				return err
+			}
+			add(r.metric("P2", "warm 4KiB, 64 keep-alive clients: requests/s", "req/s", "higher", "hfcache", "nginx"), s.name, res.rps())
+			add(r.metric("P2", "warm 4KiB: p50 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.50).Microseconds())/1000)
+			add(r.metric("P2", "warm 4KiB: p99 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.99).Microseconds())/1000)
+		}
+	}
+	return nil
+}
