@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -28,16 +27,11 @@ type BlobID struct {
 	Hex  string
 }
 
-var (
-	hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	hex40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
-)
-
 // NewBlobID validates a content address.
 func NewBlobID(algo Algo, h string) (BlobID, error) {
 	h = strings.ToLower(h)
 	switch {
-	case algo == SHA256 && hex64.MatchString(h), algo == GitSHA1 && hex40.MatchString(h):
+	case algo == SHA256 && isLowerHex(h, 64), algo == GitSHA1 && isLowerHex(h, 40):
 		return BlobID{Algo: algo, Hex: h}, nil
 	}
 	return BlobID{}, fmt.Errorf("%w: content address %s:%q", ErrInvalid, algo, h)

@@ -32,7 +32,7 @@ const (
 const XetFileInfoType = "application/vnd.xet-fileinfo+json"
 
 // IsXetHash reports whether s is a Xet file or xorb hash: 64 lowercase hex.
-func IsXetHash(s string) bool { return hex64.MatchString(s) }
+func IsXetHash(s string) bool { return isLowerHex(s, 64) }
 
 // XetHeaders are the response headers that make a client switch to Xet; a
 // cache that hides Xet removes every one of them.

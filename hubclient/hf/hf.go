@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -67,19 +66,58 @@ type Repo struct {
 	ID   string // "namespace/name", or a legacy single-segment "name"
 }
 
-var repoSegment = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$`)
+// validRepoSegment is what the Hub accepts as a namespace or a name:
+// ^[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$, by hand (it runs on
+// every request).
+func validRepoSegment(s string) bool {
+	if len(s) == 0 || len(s) > 96 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isAlnum(c), c == '_':
+		case (c == '.' || c == '-') && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// isLowerHex reports whether s is n lowercase hex digits.
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // NewRepo validates a repo id. It accepts "ns/name" and legacy "name".
 func NewRepo(t RepoType, id string) (Repo, error) {
 	if _, err := ParseRepoType(string(t)); err != nil || t == "" {
 		return Repo{}, fmt.Errorf("%w: repo type %q", ErrInvalid, t)
 	}
-	segs := strings.Split(id, "/")
-	if len(segs) > 2 || id == "" {
+	ns, name, two := strings.Cut(id, "/")
+	segs := [2]string{ns, name}
+	n := 1
+	if two {
+		n = 2
+	}
+	if strings.Contains(name, "/") || id == "" {
 		return Repo{}, fmt.Errorf("%w: repo id %q", ErrInvalid, id)
 	}
-	for _, s := range segs {
-		if !repoSegment.MatchString(s) || strings.Contains(s, "..") || strings.Contains(s, "--") {
+	for _, s := range segs[:n] {
+		if !validRepoSegment(s) || strings.Contains(s, "..") || strings.Contains(s, "--") {
 			return Repo{}, fmt.Errorf("%w: repo id %q", ErrInvalid, id)
 		}
 	}
@@ -131,10 +169,8 @@ func (r Revision) IsCommit() bool { return IsCommit(string(r)) }
 // Escaped is the revision as one URL path segment ("refs%2Fpr%2F1").
 func (r Revision) Escaped() string { return url.PathEscape(string(r)) }
 
-var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
 // IsCommit reports whether s is a full 40-hex lowercase commit sha.
-func IsCommit(s string) bool { return commitRE.MatchString(s) }
+func IsCommit(s string) bool { return isLowerHex(s, 40) }
 
 // Path is a file's path inside a repository: "dir/file.bin", never absolute,
 // never with "." or ".." segments.
