@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/httpapi/h1"
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/ring"
 )
@@ -31,10 +32,21 @@ type drain struct {
 	hurry    <-chan struct{}
 	draining *atomic.Bool
 	api      *httpapi.Client
-	server   *http.Server
+	servers  []keepAliveSetter // the client port's: keep-alives end after grace
 	node     *node.Node
 	ringCfg  ring.Config
 	self     string
+}
+
+// keepAliveSetter is what serves the client port: the http.Server and,
+// on plain HTTP, its fast path.
+type keepAliveSetter interface{ SetKeepAlivesEnabled(bool) }
+
+func keepAliveSetters(srv *http.Server, fast *h1.Listener) []keepAliveSetter {
+	if fast == nil {
+		return []keepAliveSetter{srv}
+	}
+	return []keepAliveSetter{srv, fast}
 }
 
 func (d *drain) run() {
@@ -63,7 +75,9 @@ func (d *drain) run() {
 	}
 	t.Stop()
 	d.api.Drain()
-	d.server.SetKeepAlivesEnabled(false)
+	for _, s := range d.servers {
+		s.SetKeepAlivesEnabled(false)
+	}
 	d.log.Info("draining: refusing new client requests", "in_flight", d.api.InFlight())
 
 	if err := d.api.WaitIdle(ctx); err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/httpapi/h1"
 	"github.com/hfcache/hfcache/hubclient"
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/membership"
@@ -53,6 +54,7 @@ type serveFlags struct {
 	headerTimeout time.Duration
 	upstreamStall time.Duration
 	maxPerClient  int
+	requestLog    bool
 	tlsCert       string
 	tlsKey        string
 	peerTLSCA     string
@@ -112,6 +114,7 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.DurationVar(&f.headerTimeout, "read-header-timeout", 30*time.Second, "how long a client may take to send request headers (slowloris guard)")
 	fs.DurationVar(&f.upstreamStall, "upstream-stall-timeout", hubclient.DefaultConfig().StallTimeout, "how long an upstream download may send no data before it is abandoned and resumed")
 	fs.IntVar(&f.maxFills, "max-fills", 64, "concurrent upstream fills per node; past it requests for uncached blobs get 429")
+	fs.BoolVar(&f.requestLog, "request-log", true, "log one line per client request (at info level); --request-log=false keeps the other logs")
 	fs.IntVar(&f.maxPerClient, "max-client-requests", 0, "concurrent requests per client address (0: no cap; behind a balancer all requests share its address)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate: serve the client and admin ports over TLS (with --tls-key)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
@@ -322,7 +325,7 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 		}
 		return nil
 	}
-	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != "", Metrics: metrics.http, Activity: n, Ready: ready}, n,
+	clientAPI := httpapi.NewClient(httpapi.Config{Logger: log.With("component", "http"), NoRequestLog: !f.requestLog, MaxPerClient: f.maxPerClient, RequirePeerCert: f.peerTLSCA != "", Metrics: metrics.http, Activity: n, Ready: ready}, n,
 		httpapi.Distribution{Name: "default", BasePath: "", Remote: node.DefaultRemote, Access: f.access})
 
 	// Background work owned here: forming the Raft cluster, reconciling it
@@ -371,9 +374,17 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 		ErrorLog:          serverErrorLog(log.With("component", "admin")),
 	}
 	errc := make(chan error, 2)
+	// Plain HTTP: simple GET and HEAD requests skip net/http's server (see
+	// package h1); TLS stays all net/http (HTTP/2, ALPN).
+	var fast *h1.Listener
 	if tlsc.server != nil {
 		clientLn = tls.NewListener(clientLn, tlsc.server)
 		adminLn = tls.NewListener(adminLn, tlsc.server)
+	} else {
+		fast = h1.NewListener(clientLn, clientAPI, h1.Config{
+			ReadHeaderTimeout: client.ReadHeaderTimeout, IdleTimeout: client.IdleTimeout, Logger: log.With("component", "http"),
+		})
+		clientLn = fast
 	}
 	go func() { errc <- client.Serve(clientLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
@@ -392,7 +403,7 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	stopTimeout := 30 * time.Second
 	if serveErr == nil && errors.Is(context.Cause(ctx), errDrainSignal) {
 		(&drain{log: log.With("component", "drain"), grace: f.drainGrace, timeout: f.drainTimeout, hurry: hurry,
-			draining: &draining, api: clientAPI, server: client, node: n, ringCfg: ringCfg, self: f.nodeName}).run()
+			draining: &draining, api: clientAPI, servers: keepAliveSetters(client, fast), node: n, ringCfg: ringCfg, self: f.nodeName}).run()
 		// Leave the cluster while the client port still answers peers:
 		// Raft first (a leader hands leadership over; once this node has
 		// left gossip its peers would refuse its Raft connections), then
@@ -412,6 +423,12 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	defer cancel()
 	if err := client.Shutdown(sctx); err != nil {
 		client.Close() // cut what is still under way
+	}
+	if fast != nil {
+		fast.Close() // client.Shutdown closed it too: stop serving idle connections
+		if err := fast.Wait(sctx); err != nil {
+			fast.CloseConns()
+		}
 	}
 	admin.Shutdown(sctx)
 	stopBG()

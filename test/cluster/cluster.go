@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hfcache/hfcache/httpapi"
+	"github.com/hfcache/hfcache/httpapi/h1"
 	"github.com/hfcache/hfcache/hubclient"
 	"github.com/hfcache/hfcache/node"
 	"github.com/hfcache/hfcache/node/membership"
@@ -42,6 +43,7 @@ type Node struct {
 	Metrics *prometheus.Registry
 
 	srv  *httptest.Server
+	fast *h1.Listener
 	hub  *hubclient.Client
 	stop func()
 }
@@ -188,15 +190,21 @@ func (c *Cluster) Add() *Node {
 		reg.MustRegister(ncfg.Metrics)
 	}
 	srv.Config.Handler = httpapi.NewClient(httpapi.Config{Logger: log, Metrics: httpMetrics}, n, httpapi.Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
+	// As hfcache serve does on plain HTTP: simple requests take the fast
+	// path, the others net/http.
+	fast := h1.NewListener(srv.Listener, srv.Config.Handler, h1.Config{ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, Logger: log})
+	srv.Listener = fast
 	srv.Start()
 
-	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, Metrics: reg, srv: srv, hub: hc}
+	nd := &Node{Name: name, URL: srv.URL, Node: n, Store: st, Members: members, Metrics: reg, srv: srv, fast: fast, hub: hc}
 	stopped := false
 	nd.stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
+		fast.Close()
+		fast.CloseConns()
 		srv.CloseClientConnections()
 		srv.Close()
 		members.Leave(time.Second)
@@ -214,6 +222,8 @@ func (c *Cluster) Add() *Node {
 // Crash stops a node without leaving the cluster: its HTTP server and
 // gossip go silent, as a killed process's would.
 func (c *Cluster) Crash(n *Node) {
+	n.fast.Close()
+	n.fast.CloseConns()
 	n.srv.CloseClientConnections()
 	n.srv.Close()
 	n.Members.Shutdown()

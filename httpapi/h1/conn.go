@@ -1,0 +1,330 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"time"
+)
+
+// conn is one client connection served by the fast path.
+type conn struct {
+	l      *Listener
+	nc     net.Conn
+	rf     io.ReaderFrom // nc's, if it has one (TCP: sendfile, splice)
+	br     *bufio.Reader
+	remote string
+
+	resp response // reused request after request
+	out  []byte   // response bytes not yet written
+	body []byte   // a body held back until the response's length is known
+	keys []string // header keys, sorted for writing
+	werr error    // the first write error: the connection is done
+}
+
+// serve reads and answers requests until the client closes the connection,
+// a request is not simple (the connection goes to net/http), or the
+// Listener closes.
+func (c *conn) serve() {
+	handed := false
+	defer func() {
+		if !handed {
+			c.nc.Close()
+			c.l.forget(c)
+		}
+	}()
+	for first := true; ; first = false {
+		wait := c.l.cfg.IdleTimeout
+		if first {
+			wait = c.l.cfg.ReadHeaderTimeout
+		}
+		setReadDeadline(c.nc, wait)
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		if !c.l.track(c, true) {
+			return
+		}
+		head, err := c.readHead(first)
+		if err != nil {
+			return
+		}
+		var req *http.Request
+		if head != nil {
+			req = c.parse(head)
+		}
+		if req == nil {
+			handed = true
+			c.l.handOver(c)
+			return
+		}
+		c.br.Discard(len(head))
+		c.nc.SetReadDeadline(time.Time{})
+		if !c.serveRequest(req) || c.l.noKeep.Load() || !c.l.track(c, false) {
+			return
+		}
+	}
+}
+
+func setReadDeadline(nc net.Conn, d time.Duration) {
+	if d > 0 {
+		nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// readHead returns the buffered header block of the next request, up to
+// and including its empty line, without consuming it; nil if it does not
+// fit the buffer.
+func (c *conn) readHead(first bool) ([]byte, error) {
+	timed := first
+	for {
+		n := c.br.Buffered()
+		buf, _ := c.br.Peek(n)
+		if end := headEnd(buf); end > 0 {
+			return buf[:end], nil
+		}
+		if n == c.br.Size() {
+			return nil, nil
+		}
+		if !timed {
+			// The request has begun: from here the header timeout applies.
+			setReadDeadline(c.nc, c.l.cfg.ReadHeaderTimeout)
+			timed = true
+		}
+		if _, err := c.br.Peek(n + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// headEnd is the length of the header block at the start of buf (through
+// the first empty line, whether it ends in CRLF or a bare LF), or 0 if buf
+// does not hold a whole one.
+func headEnd(buf []byte) int {
+	for i := 0; i < len(buf); {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		line := buf[i : i+j]
+		i += j + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return i
+		}
+	}
+	return 0
+}
+
+// parse turns a header block into a request, or returns nil if the
+// request is not simple: anything net/http would treat specially, refuse
+// or read leniently goes to net/http.
+func (c *conn) parse(head []byte) *http.Request {
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return nil
+	}
+	var method string
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		method, line = http.MethodGet, line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		method, line = http.MethodHead, line[5:]
+	default:
+		return nil
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 || string(line[sp+1:]) != "HTTP/1.1" || line[0] != '/' {
+		return nil
+	}
+	for _, b := range line[:sp] {
+		if b <= ' ' || b >= 0x7f {
+			return nil
+		}
+	}
+	target := string(line[:sp])
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil
+	}
+
+	hdr := make(http.Header, 8)
+	host, closeConn, haveHost := "", false, false
+	for {
+		line, rest, ok = cutLine(rest)
+		if !ok {
+			return nil
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !validName(line[:colon]) {
+			return nil // also obs-fold: a line starting with a space
+		}
+		v := trimOWS(line[colon+1:])
+		if !validValue(v) {
+			return nil
+		}
+		key := canonicalKey(line[:colon])
+		switch key {
+		case "Host":
+			if haveHost || !validHost(v) {
+				return nil
+			}
+			host, haveHost = string(v), true
+			continue
+		case "Connection":
+			switch {
+			case bytes.EqualFold(v, []byte("close")):
+				closeConn = true
+			case bytes.EqualFold(v, []byte("keep-alive")):
+			default:
+				return nil // upgrades and hop-by-hop lists: net/http's business
+			}
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
+			return nil
+		}
+		hdr[key] = append(hdr[key], string(v))
+	}
+	if !haveHost {
+		return nil // net/http answers 400
+	}
+	req := &http.Request{
+		Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: hdr, Body: http.NoBody, Host: host, RemoteAddr: c.remote,
+		RequestURI: target, Close: closeConn,
+	}
+	return req
+}
+
+// cutLine splits off the first CRLF-terminated line; a bare LF is not
+// simple.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 1 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	return b[:i-1], b[i+1:], true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// tokenChar is RFC 9110's tchar.
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func validName(b []byte) bool {
+	for _, ch := range b {
+		if !tokenChar[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue refuses control characters but tab (net/http refuses them too).
+func validValue(b []byte) bool {
+	for _, ch := range b {
+		if (ch < ' ' && ch != '\t') || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts what a host[:port] is made of; anything else (net/http
+// answers 400 to some) goes to net/http.
+func validHost(b []byte) bool {
+	for _, ch := range b {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']' || ch == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalKey is http.CanonicalHeaderKey without an allocation for the
+// headers HF clients send.
+func canonicalKey(b []byte) string {
+	switch string(b) {
+	case "Host", "host":
+		return "Host"
+	case "User-Agent", "user-agent":
+		return "User-Agent"
+	case "Accept", "accept":
+		return "Accept"
+	case "Accept-Encoding", "accept-encoding":
+		return "Accept-Encoding"
+	case "Accept-Language", "accept-language":
+		return "Accept-Language"
+	case "Authorization", "authorization":
+		return "Authorization"
+	case "Connection", "connection":
+		return "Connection"
+	case "Range", "range":
+		return "Range"
+	case "If-None-Match", "if-none-match":
+		return "If-None-Match"
+	case "If-Range", "if-range":
+		return "If-Range"
+	case "Origin", "origin":
+		return "Origin"
+	case "Referer", "referer":
+		return "Referer"
+	case "Cache-Control", "cache-control":
+		return "Cache-Control"
+	case "Sec-Fetch-Mode", "sec-fetch-mode":
+		return "Sec-Fetch-Mode"
+	case "X-Request-Id", "x-request-id":
+		return "X-Request-Id"
+	}
+	return http.CanonicalHeaderKey(string(b))
+}
+
+// serveRequest runs the handler for req and finishes its response. It
+// reports whether the connection may carry another request.
+func (c *conn) serveRequest(req *http.Request) (keep bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+	w := &c.resp
+	w.reset(c, req)
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.l.log.Error("panic serving request", "remote", c.remote, "path", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			}
+			keep = false
+		}
+	}()
+	c.l.handler.ServeHTTP(w, req)
+	return w.finish()
+}
