@@ -112,7 +112,7 @@ func (c *Client) endRequest(w *loggedResponse, r *http.Request, completed bool) 
 	c.cfg.Metrics.observe(w, relayed, !completed, took.Seconds())
 	c.recordActivity(w, r, relayed, completed)
 	ctx := r.Context()
-	if !c.log.Enabled(ctx, slog.LevelInfo) {
+	if c.cfg.NoRequestLog || !c.log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	// One line per request. Never the query (a CDN location is signed)

@@ -61,6 +61,9 @@ var _ Node = (*node.Node)(nil)
 // Config configures the client handler.
 type Config struct {
 	Logger *slog.Logger
+	// NoRequestLog turns off the line per client request (the other log
+	// lines stay).
+	NoRequestLog bool
 	// MaxPerClient caps concurrent requests per client address (0: no cap);
 	// past it clients get 429 with Retry-After.
 	MaxPerClient int
