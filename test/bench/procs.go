@@ -172,6 +172,7 @@ func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", dir, "--upstream", upstream,
 		"--cache-size", "60GiB", "--log-format", "json", "--log-level", "info",
+		"--request-log=false", // as nginx's access_log off
 		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
 	}, extra...)
 	cmd := exec.Command(bin, args...)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRawLoadCounts(t *testing.T) {
+	const size = 4096
+	body := make([]byte, size)
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/a/b.bin" || r.Header.Get("User-Agent") != "hfcache-bench" {
+			http.Error(w, "unexpected request", http.StatusBadRequest)
+			return
+		}
+		served.Add(1)
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(body)
+	}))
+	defer srv.Close()
+
+	for _, n := range []int{1, 4} {
+		served.Store(0)
+		res, cpu, err := rawLoadFor(srv.URL+"/a/b.bin", n, 100*time.Millisecond, size)
+		if err != nil {
+			t.Fatalf("%d conns: %v", n, err)
+		}
+		if res.requests == 0 || res.requests != served.Load() {
+			t.Errorf("%d conns: %d requests counted, %d served", n, res.requests, served.Load())
+		}
+		if res.bytes != res.requests*size {
+			t.Errorf("%d conns: %d bytes for %d requests", n, res.bytes, res.requests)
+		}
+		if int64(len(res.lat)) != res.requests || !slices.IsSorted(res.lat) || res.lat[0] <= 0 {
+			t.Errorf("%d conns: %d latencies for %d requests, sorted %v", n, len(res.lat), res.requests, slices.IsSorted(res.lat))
+		}
+		if res.elapsed < 100*time.Millisecond || cpu <= 0 {
+			t.Errorf("%d conns: elapsed %v, cpu %v", n, res.elapsed, cpu)
+		}
+	}
+}
+
+func TestRawLoadErrors(t *testing.T) {
+	const size = 4096
+	body := make([]byte, size)
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"status", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.WriteHeader(http.StatusNotFound)
+			w.Write(body)
+		}, `"HTTP/1.1 404 Not Found", want 200`},
+		{"length", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.Write(body[:100])
+		}, "Content-Length 100"},
+		{"no length", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "keep-alive")
+			w.(http.Flusher).Flush()
+			w.Write(body)
+		}, "Transfer-Encoding: chunked"},
+		{"connection close", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Write(body)
+		}, "Connection: close"},
+		{"short body", func(w http.ResponseWriter, r *http.Request) {
+			c, bw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
+			bw.Write(body[:1000])
+			bw.Flush()
+		}, "short body: 1000 of 4096 bytes"},
+		{"closed", func(w http.ResponseWriter, r *http.Request) {
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.Close()
+		}, "the server closed the connection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			res, _, err := rawLoadFor(srv.URL+"/x", 2, 5*time.Second, size)
+			if err == nil {
+				t.Fatalf("no error (%d requests)", res.requests)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+			t.Log(err)
+			// A failing connection stops the run at once, not after 5 s.
+			if res.elapsed > 4*time.Second {
+				t.Errorf("the run went on for %v after the error", res.elapsed)
+			}
+		})
+	}
+}
+
+func TestRawLoadDialError(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	if _, _, err := rawLoadFor(url+"/x", 2, time.Second, 10); err == nil {
+		t.Fatal("no error from a closed port")
+	}
+}
