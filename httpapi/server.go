@@ -132,10 +132,13 @@ func (c *Client) SetDistributions(dists []Distribution) {
 // distribution finds the distribution serving an escaped path and the path
 // relative to its base.
 func (c *Client) distribution(p string) (Distribution, string, bool) {
-	norm := "/" + strings.Join(splitSegments(p), "/")
+	norm := ""
 	for _, d := range *c.dists.Load() {
 		if d.BasePath == "" {
 			return d, p, true
+		}
+		if norm == "" {
+			norm = "/" + strings.Join(splitSegments(p), "/")
 		}
 		rest, ok := strings.CutPrefix(norm, d.BasePath)
 		if ok && (rest == "" || rest[0] == '/') {
@@ -257,9 +260,16 @@ const (
 )
 
 func setCORS(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", exposeHeaders)
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Expose-Headers"] = corsExpose
 }
+
+// The CORS values of every response, shared (never modified in place:
+// Header.Set replaces the slice, Header.Add appends to a full one).
+var (
+	corsOrigin = []string{"*"}
+	corsExpose = []string{exposeHeaders}
+)
 
 func preflight(w http.ResponseWriter) {
 	h := w.Header()
