@@ -126,18 +126,23 @@ func (fl *fill) chunkProgress(i int) int64 {
 }
 
 // advanceChunk records n more bytes of chunk i and moves the contiguous
-// prefix readers may read.
+// prefix readers may read. Readers are woken only when the prefix moved:
+// seven of the eight streams write past it.
 func (fl *fill) advanceChunk(i int, n int64) {
-	fl.update(func() {
-		fl.chunkDone[i] += n
-		w := fl.written
-		for j := int(w / fl.chunk); j < len(fl.chunkDone); j++ {
-			start := int64(j) * fl.chunk
-			w = start + fl.chunkDone[j]
-			if w < min(start+fl.chunk, fl.size) {
-				break
-			}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.chunkDone[i] += n
+	w := fl.written
+	for j := int(w / fl.chunk); j < len(fl.chunkDone); j++ {
+		start := int64(j) * fl.chunk
+		w = start + fl.chunkDone[j]
+		if w < min(start+fl.chunk, fl.size) {
+			break
 		}
+	}
+	if w != fl.written {
 		fl.written = w
-	})
+		close(fl.changed)
+		fl.changed = make(chan struct{})
+	}
 }

@@ -371,23 +371,52 @@ func (f *Fill) addSpanLocked(start, end int64) {
 	f.pending = slices.Delete(f.pending, i+1, j)
 }
 
-// advanceLocked hashes whatever is contiguous after f.hashed, releasing mu
-// while hashing so other writers are not held up. Bytes of the current write
-// (p at off) are hashed from memory, others are read back from the file.
-// Writes landing meanwhile are picked up before it returns.
+// advanceLocked moves the hashed prefix after the write of p at off. The
+// write's own bytes are hashed from memory, by the writer, when they
+// continue the prefix: a single stream hashes as it writes, as before. What
+// else has become contiguous (bytes other streams wrote out of order) is
+// read back and hashed by a goroutine of its own, so the writer that
+// closed a gap goes back to its stream at once. (When the writer hashed
+// the whole backlog itself, the first chunk's stream of a parallel fill
+// spent the fill hashing the other streams' bytes, and every reader
+// waited for that chunk.)
 func (f *Fill) advanceLocked(p []byte, off int64) {
-	f.hashing = true
+	if end := off + int64(len(p)); off <= f.hashed && f.hashed < end {
+		start := f.hashed
+		f.hashing = true
+		f.mu.Unlock()
+		f.ver.Write(p[start-off:])
+		f.mu.Lock()
+		f.hashed = end
+		f.hashing = false
+		f.cond.Broadcast()
+	}
+	if f.err == nil && f.backlogLocked() {
+		f.hashing = true
+		go f.hashBacklog()
+	}
+}
+
+// backlogLocked drops the spans already hashed and reports whether written
+// bytes continue the hashed prefix.
+func (f *Fill) backlogLocked() bool {
+	for len(f.pending) > 0 && f.pending[0].end <= f.hashed {
+		f.pending = slices.Delete(f.pending, 0, 1)
+	}
+	return len(f.pending) > 0 && f.pending[0].start <= f.hashed
+}
+
+// hashBacklog reads back and hashes what is contiguous after the prefix,
+// including what lands meanwhile. It runs with f.hashing set, which
+// Commit and Close wait on.
+func (f *Fill) hashBacklog() {
 	var buf []byte
-	for f.err == nil {
-		for len(f.pending) > 0 && f.pending[0].end <= f.hashed {
-			f.pending = slices.Delete(f.pending, 0, 1)
-		}
-		if len(f.pending) == 0 || f.pending[0].start > f.hashed {
-			break
-		}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.err == nil && f.backlogLocked() {
 		start, end := f.hashed, f.pending[0].end
 		f.mu.Unlock()
-		err := f.hashRange(&buf, p, off, start, end)
+		err := f.hashRange(&buf, nil, 0, start, end)
 		f.mu.Lock()
 		if err != nil {
 			f.killLocked(fmt.Errorf("store: hash %s: %w", f.id, err))
