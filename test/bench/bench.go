@@ -35,6 +35,7 @@ type Config struct {
 	NodeBin  string // node, for XET ("" = skip XET)
 	JSDir    string // test/js: xetbench.mjs and node_modules
 	XetSize  int64  // XET: the Xet file's size (0 = 1 GiB; 4 MiB with Quick)
+	P3Dir    string // P3: a fresh directory is made here for the tmpfs row ("" = no tmpfs row)
 }
 
 // sizes are the file sizes and durations of a run.

@@ -34,6 +34,7 @@ func main() {
 	flag.StringVar(&cfg.NodeBin, "node", "node", "node binary for the XET phase's JS client (empty: skip XET)")
 	flag.StringVar(&cfg.JSDir, "js-dir", "test/js", "directory of xetbench.mjs and its node_modules (@huggingface/hub)")
 	flag.Int64Var(&cfg.XetSize, "xet-size", 0, "XET: size of the Xet-backed file in bytes (default 1 GiB; 4 MiB with -quick)")
+	flag.StringVar(&cfg.P3Dir, "p3-dir", DefaultP3Dir(), "P3: the tmpfs row keeps both caches' data in a fresh directory here, removed after each round (default /dev/shm when it has more than 3 GiB free; empty: no tmpfs row)")
 	flag.Parse()
 	if cfg.NodeBin != "" {
 		if p, err := exec.LookPath(cfg.NodeBin); err == nil {
