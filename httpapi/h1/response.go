@@ -15,6 +15,11 @@ import (
 // Content-Length and one write; more, and the response is chunked.
 const holdBack = 32 << 10
 
+// flushAt is how much output is gathered before it is written, once the
+// head is out: small writes are coalesced, as net/http's 4 KiB buffer
+// does, and a streamed body is not held back longer than that.
+const flushAt = 4 << 10
+
 // response is the fast path's http.ResponseWriter. It follows net/http's
 // response rules (see chunkWriter.writeHeader in net/http): the status and
 // header are fixed at WriteHeader; a body of unknown length is chunked
@@ -224,7 +229,7 @@ func (w *response) emit(p []byte) error {
 		c.out = strconv.AppendInt(c.out, int64(len(p)), 16)
 		c.out = append(c.out, "\r\n"...)
 	}
-	if len(c.out)+len(p) <= holdBack {
+	if len(c.out)+len(p) <= flushAt {
 		c.out = append(c.out, p...)
 	} else if err := c.write(p); err != nil {
 		return err
