@@ -177,7 +177,13 @@ func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HF_TOKEN=", "HFCACHE_CLUSTER_SECRET=")
-	logf, _ := os.Create(dir + ".log")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(dir + ".log")
+	if err != nil {
+		return nil, err
+	}
 	p, err := startProc("hfcache", cmd, func(line string) {
 		if logf != nil {
 			fmt.Fprintln(logf, line)
