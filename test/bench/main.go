@@ -27,7 +27,7 @@ func main() {
 	flag.StringVar(&cfg.NginxBin, "nginx", "", "nginx binary (empty: skip the nginx columns)")
 	flag.BoolVar(&cfg.Quick, "quick", false, "tiny sizes and one round: a smoke run")
 	flag.IntVar(&cfg.Rounds, "rounds", 0, "rounds per measurement (default 3, 1 with -quick)")
-	flag.Int64Var(&cfg.Rate, "rate", 0, "P3: the fake Hub's per-connection cap in bytes/s (default 128 MiB/s; 16 MiB/s with -quick)")
+	flag.Int64Var(&cfg.Rate, "rate", 0, "P3: the fake Hub's per-connection cap in bytes/s (default 64 MiB/s; 16 MiB/s with -quick)")
 	flag.StringVar(&cfg.WorkDir, "workdir", "", "directory for data (default: a temporary directory, removed at the end)")
 	flag.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&cfg.Only, "only", "", "comma-separated phases to run, e.g. P1,P2 or XET (default all)")

@@ -9,9 +9,9 @@ import (
 
 // P3: one client, a cold file from a Hub that caps each connection at R.
 // Two rows per server: with both caches' data on tmpfs (cfg.P3Dir: the
-// target's row, with storage out of the way) and on the work directory's
-// disk (information: on the 2-core VM new writes run at ~400 MB/s, about
-// 3 R, see docs/PERFORMANCE.md).
+// target's row, with the disk out of the way) and on the work directory's
+// disk (information: on the 2-core VM writes of new data run at 200-450
+// MB/s, see docs/PERFORMANCE.md).
 func (b *bench) p3() error {
 	if b.cfg.P3Dir != "" {
 		if err := b.p3Tmpfs(); err != nil {
