@@ -38,7 +38,7 @@ func (c *Client) WaitIdle(ctx context.Context) error {
 
 // admitClient counts a client request in flight, or refuses it when the
 // node drains; done ends the count.
-func (c *Client) admitClient(w http.ResponseWriter) (done func(), ok bool) {
+func (c *Client) admitClient(w http.ResponseWriter) (ok bool) {
 	c.inflight.Add(1) // before the check: WaitIdle never misses an admitted request
 	if c.draining.Load() {
 		c.inflight.Add(-1)
@@ -46,10 +46,13 @@ func (c *Client) admitClient(w http.ResponseWriter) (done func(), ok bool) {
 		h.Set("Connection", "close")
 		h.Set("Retry-After", "1")
 		writeError(w, errDraining)
-		return nil, false
+		return false
 	}
-	return func() { c.inflight.Add(-1) }, true
+	return true
 }
+
+// admitted ends what admitClient began.
+func (c *Client) admitted() { c.inflight.Add(-1) }
 
 // serveReady answers /-/ready: 200 when the node serves (Config.Ready),
 // 503 with the reason otherwise.

@@ -37,8 +37,7 @@ func TestClientReadyAndDrain(t *testing.T) {
 	}
 
 	// A request admitted before the drain is waited for.
-	done, ok := c.admitClient(httptest.NewRecorder())
-	if !ok {
+	if !c.admitClient(httptest.NewRecorder()) {
 		t.Fatal("refused before the drain")
 	}
 	c.Drain()
@@ -55,7 +54,7 @@ func TestClientReadyAndDrain(t *testing.T) {
 	if err := c.WaitIdle(ctx); !errors.Is(err, context.DeadlineExceeded) || c.InFlight() != 1 {
 		t.Fatalf("WaitIdle with a request in flight: %v, %d in flight", err, c.InFlight())
 	}
-	done()
+	c.admitted()
 	if err := c.WaitIdle(context.Background()); err != nil || c.InFlight() != 0 {
 		t.Fatalf("WaitIdle after the request: %v, %d in flight", err, c.InFlight())
 	}

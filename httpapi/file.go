@@ -35,16 +35,21 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 	}
 	etag := f.Blob.ETag()
 	h := w.Header()
-	h.Set(hf.HeaderRepoCommit, f.Commit)
-	h.Set("ETag", etag)
+	// One allocation for the values of every header of a hit (Header.Set
+	// makes one per header); the keys are canonical.
+	vals := [...]string{f.Commit, etag, strconv.FormatInt(f.Size, 10), "bytes", f.ContentType, f.ContentDisposition}
+	vs := make([]string, len(vals))
+	copy(vs, vals[:])
+	h[hf.HeaderRepoCommit] = vs[0:1:1]
+	h["Etag"] = vs[1:2:2]
 	if f.Blob.LFS() {
-		h.Set(hf.HeaderLinkedETag, etag)
+		h[hf.HeaderLinkedETag] = vs[1:2:2]
 	}
-	h.Set(hf.HeaderLinkedSize, strconv.FormatInt(f.Size, 10))
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Type", f.ContentType)
-	if r.URL.Query().Get("noContentDisposition") == "" {
-		h.Set("Content-Disposition", f.ContentDisposition)
+	h[hf.HeaderLinkedSize] = vs[2:3:3]
+	h["Accept-Ranges"] = vs[3:4:4]
+	h["Content-Type"] = vs[4:5:5]
+	if r.URL.RawQuery == "" || r.URL.Query().Get("noContentDisposition") == "" {
+		h["Content-Disposition"] = vs[5:6:6]
 	}
 	if f.Stale {
 		h.Set(headerStale, "1")
@@ -92,13 +97,13 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 // filling one as a stream.
 func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *node.Content, etag string) {
 	if file, ok := content.File(); ok {
-		w.Header().Set(headerSource, content.CurrentSource())
+		w.Header()[headerSource] = sourceValue(content.CurrentSource())
 		http.ServeContent(w, r, "", time.Time{}, file)
 		return
 	}
 	if data, ok := content.Bytes(); ok {
 		// A small blob from memory: no file system calls.
-		w.Header().Set(headerSource, content.CurrentSource())
+		w.Header()[headerSource] = sourceValue(content.CurrentSource())
 		if plainGet(r) {
 			// What ServeContent does for a request without Range or
 			// conditionals, minus its copy buffer and sniffing read.
@@ -112,6 +117,24 @@ func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *n
 	}
 	c.serveStream(w, r, content, etag)
 }
+
+// sourceValue is X-Hfcache-Source's value, shared for the usual sources.
+func sourceValue(src string) []string {
+	switch src {
+	case node.SourceDisk:
+		return sourceDiskValue
+	case node.SourceUpstream:
+		return sourceUpstreamValue
+	}
+	return []string{src}
+}
+
+// Shared header values: never modified in place (Header.Set replaces the
+// slice, Header.Add appends to a full one).
+var (
+	sourceDiskValue     = []string{node.SourceDisk}
+	sourceUpstreamValue = []string{node.SourceUpstream}
+)
 
 // plainGet reports whether r is a GET with no header that ServeContent
 // would act on (ranges and conditionals).

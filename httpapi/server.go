@@ -98,6 +98,8 @@ type Client struct {
 	log   *slog.Logger
 	dists atomic.Pointer[[]Distribution]
 	limit *clientLimiter
+	// nodeName is X-Hfcache-Node's value, shared by every response.
+	nodeName []string
 
 	draining atomic.Bool  // Drain: refuse new client requests
 	inflight atomic.Int64 // client requests and peer blob streams being served
@@ -109,6 +111,9 @@ func NewClient(cfg Config, n Node, dists ...Distribution) *Client {
 		cfg.Logger = slog.Default()
 	}
 	c := &Client{cfg: cfg, node: n, log: cfg.Logger, limit: newClientLimiter(cfg.MaxPerClient)}
+	if n != nil {
+		c.nodeName = []string{n.Name()} // shared by every response, never modified
+	}
 	c.SetDistributions(dists)
 	return c
 }
@@ -160,7 +165,7 @@ func (c *Client) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (c *Client) serve(w *loggedResponse, r *http.Request) {
 	h := w.Header()
 	h.Set(hfRequestID, w.id)
-	h.Set(headerNode, c.node.Name())
+	h[headerNode] = c.nodeName
 	setCORS(h)
 
 	p := r.URL.EscapedPath()
@@ -183,11 +188,10 @@ func (c *Client) serve(w *loggedResponse, r *http.Request) {
 		c.servePeer(w, r, p)
 		return
 	}
-	done, ok := c.admitClient(w)
-	if !ok {
+	if !c.admitClient(w) {
 		return
 	}
-	defer done()
+	defer c.admitted()
 	if r.Method == http.MethodOptions {
 		w.route = routePreflight
 		preflight(w)

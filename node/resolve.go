@@ -351,5 +351,5 @@ func contentDisposition(p hf.Path) string {
 		}
 		return r
 	}, base)
-	return fmt.Sprintf(`inline; filename*=UTF-8''%s; filename="%s";`, url.PathEscape(base), ascii)
+	return `inline; filename*=UTF-8''` + url.PathEscape(base) + `; filename="` + ascii + `";`
 }
