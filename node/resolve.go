@@ -113,6 +113,11 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
+	if n.cluster.Owns(scope(r, req.Repo)) {
+		// This node is the repository's owner: no preference list, no
+		// sealed token for a peer.
+		return n.ResolveLocal(ctx, req)
+	}
 	var pf PeerFile
 	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerResolvePath, PeerFileRequest{
 		Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID,
@@ -143,6 +148,9 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 // of its preference list. It reports local when this node is that owner, or
 // no owner could be reached (this node then answers as owner).
 func (n *Node) viaOwner(ctx context.Context, key, path string, in, out any) (local bool, err error) {
+	if n.cluster.Owns(key) {
+		return true, nil // what the preference list would say, without building it
+	}
 	return n.viaPeers(ctx, n.cluster.Route(key, 3), path, in, out)
 }
 
