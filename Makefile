@@ -46,9 +46,10 @@ test: deps check
 # Each fuzz target for FUZZTIME (make test runs their seed corpora only).
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzParseRoute FuzzParseRanges FuzzRewriteLink FuzzAdminPut; do \
-		echo "== $$t ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./httpapi/ || exit 1; \
+	@for t in httpapi:FuzzParseRoute httpapi:FuzzParseRanges httpapi:FuzzRewriteLink httpapi:FuzzAdminPut httpapi/h1:FuzzParse; do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "== $$fn in $$pkg ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
 	done
 
 clean:
