@@ -162,10 +162,14 @@ type hfNode struct {
 	dir                string
 	args               []string
 	bin                string
+	logf               *os.File // DIR.log, closed by stop
 }
 
-// stop sends SIGINT and waits, then kills.
-func (n *hfNode) stop() { n.Stop(os.Interrupt, stopTimeout) }
+// stop sends SIGINT and waits, then kills, and closes the log file.
+func (n *hfNode) stop() {
+	n.Stop(os.Interrupt, stopTimeout)
+	n.logf.Close()
+}
 
 func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 	args := append([]string{"serve",
@@ -185,11 +189,10 @@ func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 		return nil, err
 	}
 	p, err := startProc("hfcache", cmd, func(line string) {
-		if logf != nil {
-			fmt.Fprintln(logf, line)
-		}
+		fmt.Fprintln(logf, line)
 	}, procs.IsServing)
 	if err != nil {
+		logf.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -198,11 +201,13 @@ func startHF(bin, upstream, dir string, extra ...string) (*hfNode, error) {
 	switch {
 	case err == nil:
 		a, _ := procs.ParseServing(line)
-		return &hfNode{Proc: p, URL: "http://" + a.Client, Admin: "http://" + a.Admin, Gossip: a.Gossip, dir: dir, args: extra, bin: bin}, nil
+		return &hfNode{Proc: p, URL: "http://" + a.Client, Admin: "http://" + a.Admin, Gossip: a.Gossip, dir: dir, args: extra, bin: bin, logf: logf}, nil
 	case errors.Is(err, procs.ErrExited):
+		logf.Close()
 		return nil, fmt.Errorf("hfcache exited before serving: %s", p.Log.Lines())
 	default:
 		p.Stop(os.Interrupt, stopTimeout)
+		logf.Close()
 		return nil, fmt.Errorf("hfcache did not serve within 60s: %s", p.Log.Lines())
 	}
 }
