@@ -37,9 +37,7 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 	h := w.Header()
 	// One allocation for the values of every header of a hit (Header.Set
 	// makes one per header); the keys are canonical.
-	vals := [...]string{f.Commit, etag, strconv.FormatInt(f.Size, 10), "bytes", f.ContentType, f.ContentDisposition}
-	vs := make([]string, len(vals))
-	copy(vs, vals[:])
+	vs := []string{f.Commit, etag, strconv.FormatInt(f.Size, 10), "bytes", f.ContentType, f.ContentDisposition}
 	h[hf.HeaderRepoCommit] = vs[0:1:1]
 	h["Etag"] = vs[1:2:2]
 	if f.Blob.LFS() {

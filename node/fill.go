@@ -84,9 +84,14 @@ func (fl *fill) Source() string {
 func (fl *fill) update(f func()) {
 	fl.mu.Lock()
 	f()
+	fl.wakeLocked()
+	fl.mu.Unlock()
+}
+
+// wakeLocked wakes every reader waiting for the state to change.
+func (fl *fill) wakeLocked() {
 	close(fl.changed)
 	fl.changed = make(chan struct{})
-	fl.mu.Unlock()
 }
 
 func (fl *fill) acquire() {

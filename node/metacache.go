@@ -64,15 +64,11 @@ func (c *metaCache) run(ctx context.Context) {
 	c.wmu.Lock()
 	c.running = true
 	c.wmu.Unlock()
-	t := time.NewTimer(0)
-	<-t.C
-	defer t.Stop()
 	for {
 		select {
 		case <-c.kick:
-			t.Reset(metaFlushDelay)
 			select {
-			case <-t.C:
+			case <-time.After(metaFlushDelay):
 			case <-ctx.Done():
 			}
 			c.flush()

@@ -142,7 +142,6 @@ func (fl *fill) advanceChunk(i int, n int64) {
 	}
 	if w != fl.written {
 		fl.written = w
-		close(fl.changed)
-		fl.changed = make(chan struct{})
+		fl.wakeLocked()
 	}
 }

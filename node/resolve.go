@@ -113,13 +113,14 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
-	if n.cluster.Owns(scope(r, req.Repo)) {
+	key := scope(r, req.Repo)
+	if n.cluster.Owns(key) {
 		// This node is the repository's owner: no preference list, no
 		// sealed token for a peer.
 		return n.ResolveLocal(ctx, req)
 	}
 	var pf PeerFile
-	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerResolvePath, PeerFileRequest{
+	local, err := n.viaPeers(ctx, n.cluster.Route(key, 3), PeerResolvePath, PeerFileRequest{
 		Remote: r.Name, Repository: req.Repository, Type: req.Repo.Type, ID: req.Repo.ID,
 		Revision: string(req.Revision), Path: string(req.Path), Token: n.cfg.PeerAuth.SealToken(token),
 	}, &pf)

@@ -154,14 +154,12 @@ func (w *response) finishHead(done bool) {
 	w.sent = true
 	c := w.c
 	b := c.out
+	if bodyAllowedForStatus(w.status) && w.cl < 0 && done && (!w.isHead || w.written > 0) {
+		w.cl = w.written // the handler returned: its body is all here
+	}
 	switch {
 	case !bodyAllowedForStatus(w.status):
 	case w.cl >= 0:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, w.cl, 10)
-		b = append(b, "\r\n"...)
-	case done && (!w.isHead || w.written > 0):
-		w.cl = w.written
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, w.cl, 10)
 		b = append(b, "\r\n"...)

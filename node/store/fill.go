@@ -416,7 +416,7 @@ func (f *Fill) hashBacklog() {
 	for f.err == nil && f.backlogLocked() {
 		start, end := f.hashed, f.pending[0].end
 		f.mu.Unlock()
-		err := f.hashRange(&buf, nil, 0, start, end)
+		err := f.hashRange(&buf, start, end)
 		f.mu.Lock()
 		if err != nil {
 			f.killLocked(fmt.Errorf("store: hash %s: %w", f.id, err))
@@ -428,13 +428,8 @@ func (f *Fill) hashBacklog() {
 	f.cond.Broadcast()
 }
 
-// hashRange feeds bytes [start, end) to the verifier.
-func (f *Fill) hashRange(buf *[]byte, p []byte, off, start, end int64) error {
-	if start >= off && start < off+int64(len(p)) {
-		stop := min(end, off+int64(len(p)))
-		f.ver.Write(p[start-off : stop-off])
-		start = stop
-	}
+// hashRange reads bytes [start, end) back from the file into the verifier.
+func (f *Fill) hashRange(buf *[]byte, start, end int64) error {
 	for start < end {
 		if *buf == nil {
 			*buf = make([]byte, readBackChunk)
