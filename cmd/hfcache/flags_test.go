@@ -61,3 +61,20 @@ func TestDefaultBudgetIs80PercentOfFreeSpace(t *testing.T) {
 		t.Fatalf("10 GiB already stored moved the budget by %d, want 80%% of it", d)
 	}
 }
+
+func TestUseGCFlag(t *testing.T) {
+	for _, c := range []struct {
+		set  bool
+		gogc string
+		want bool
+	}{
+		{false, "", true},     // neither: the flag's default
+		{false, "100", false}, // GOGC alone: GOGC stays
+		{true, "100", true},   // both: the flag wins
+		{true, "", true},
+	} {
+		if got := useGCFlag(c.set, c.gogc); got != c.want {
+			t.Errorf("useGCFlag(%v, %q) = %v, want %v", c.set, c.gogc, got, c.want)
+		}
+	}
+}
