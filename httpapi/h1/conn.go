@@ -20,11 +20,13 @@ type conn struct {
 	br     *bufio.Reader
 	remote string
 
-	resp response // reused request after request
-	out  []byte   // response bytes not yet written
-	body []byte   // a body held back until the response's length is known
-	keys []string // header keys, sorted for writing
-	werr error    // the first write error: the connection is done
+	resp response    // reused request after request
+	out  []byte      // response bytes not yet written
+	body []byte      // a body held back until the response's length is known
+	keys []string    // header keys, sorted for writing
+	iov  [2][]byte   // the head and body of one writev
+	bufs net.Buffers // iov, as WriteTo consumes it
+	werr error       // the first write error: the connection is done
 }
 
 // serve reads and answers requests until the client closes the connection,
@@ -54,18 +56,16 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		var req *http.Request
-		if head != nil {
-			req = c.parse(head)
-		}
-		if req == nil {
+		var req http.Request
+		ok := head != nil && c.parse(head, &req)
+		if !ok {
 			handed = true
 			c.l.handOver(c)
 			return
 		}
 		c.br.Discard(len(head))
 		c.nc.SetReadDeadline(time.Time{})
-		if !c.serveRequest(req) || c.l.noKeep.Load() || !c.l.track(c, false) {
+		if !c.serveRequest(&req) || c.l.noKeep.Load() || !c.l.track(c, false) {
 			return
 		}
 	}
@@ -122,13 +122,20 @@ func headEnd(buf []byte) int {
 	return 0
 }
 
-// parse turns a header block into a request, or returns nil if the
-// request is not simple: anything net/http would treat specially, refuse
-// or read leniently goes to net/http.
-func (c *conn) parse(head []byte) *http.Request {
+// parse reads a header block into req, or returns false if the request is
+// not simple: anything net/http would treat specially, refuse or read
+// leniently goes to net/http. The request's strings are substrings of one
+// copy of the head, and its header values share one slice, so a request
+// costs a handful of allocations however many headers it has.
+func (c *conn) parse(head []byte, req *http.Request) bool {
+	src := string(head)
+	str := func(b []byte) string { // b is a sub-slice of head
+		i := cap(head) - cap(b)
+		return src[i : i+len(b)]
+	}
 	line, rest, ok := cutLine(head)
 	if !ok {
-		return nil
+		return false
 	}
 	var method string
 	switch {
@@ -137,48 +144,49 @@ func (c *conn) parse(head []byte) *http.Request {
 	case bytes.HasPrefix(line, []byte("HEAD ")):
 		method, line = http.MethodHead, line[5:]
 	default:
-		return nil
+		return false
 	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 || string(line[sp+1:]) != "HTTP/1.1" || line[0] != '/' {
-		return nil
+		return false
 	}
 	for _, b := range line[:sp] {
 		if b <= ' ' || b >= 0x7f {
-			return nil
+			return false
 		}
 	}
-	target := string(line[:sp])
+	target := str(line[:sp])
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil
+		return false
 	}
 
 	hdr := make(http.Header, 8)
+	vals := make([]string, 0, 8)
 	host, closeConn, haveHost := "", false, false
 	for {
 		line, rest, ok = cutLine(rest)
 		if !ok {
-			return nil
+			return false
 		}
 		if len(line) == 0 {
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !validName(line[:colon]) {
-			return nil // also obs-fold: a line starting with a space
+			return false // also obs-fold: a line starting with a space
 		}
 		v := trimOWS(line[colon+1:])
 		if !validValue(v) {
-			return nil
+			return false
 		}
 		key := canonicalKey(line[:colon])
 		switch key {
 		case "Host":
 			if haveHost || !validHost(v) {
-				return nil
+				return false
 			}
-			host, haveHost = string(v), true
+			host, haveHost = str(v), true
 			continue
 		case "Connection":
 			switch {
@@ -186,22 +194,28 @@ func (c *conn) parse(head []byte) *http.Request {
 				closeConn = true
 			case bytes.EqualFold(v, []byte("keep-alive")):
 			default:
-				return nil // upgrades and hop-by-hop lists: net/http's business
+				return false // upgrades and hop-by-hop lists: net/http's business
 			}
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
-			return nil
+			return false
 		}
-		hdr[key] = append(hdr[key], string(v))
+		if prev := hdr[key]; prev != nil {
+			hdr[key] = append(prev, str(v))
+		} else {
+			vals = append(vals, str(v))
+			n := len(vals)
+			hdr[key] = vals[n-1 : n : n] // full: a second value copies, never overwrites a neighbour
+		}
 	}
 	if !haveHost {
-		return nil // net/http answers 400
+		return false // net/http answers 400
 	}
-	req := &http.Request{
+	*req = http.Request{
 		Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: hdr, Body: http.NoBody, Host: host, RemoteAddr: c.remote,
 		RequestURI: target, Close: closeConn,
 	}
-	return req
+	return true
 }
 
 // cutLine splits off the first CRLF-terminated line; a bare LF is not
@@ -311,10 +325,10 @@ func canonicalKey(b []byte) string {
 
 // serveRequest runs the handler for req and finishes its response. It
 // reports whether the connection may carry another request.
-func (c *conn) serveRequest(req *http.Request) (keep bool) {
+func (c *conn) serveRequest(parsed *http.Request) (keep bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req = req.WithContext(ctx)
+	req := parsed.WithContext(ctx) // the one copy on the heap: parse's stays on the stack
 	w := &c.resp
 	w.reset(c, req)
 	defer func() {

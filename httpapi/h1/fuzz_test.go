@@ -29,8 +29,8 @@ func FuzzParse(f *testing.F) {
 		}
 		head := raw[:end]
 		c := &conn{remote: "192.0.2.1:4242"}
-		req := c.parse(head)
-		if req == nil {
+		var req http.Request
+		if !c.parse(head, &req) {
 			return
 		}
 		std, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))

@@ -2,7 +2,6 @@ package h1
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -251,8 +250,10 @@ func (c *conn) write(p []byte) error {
 	case len(c.out) == 0:
 		_, err = c.nc.Write(p)
 	default:
-		bufs := net.Buffers{c.out, p}
-		_, err = bufs.WriteTo(c.nc)
+		c.iov = [2][]byte{c.out, p}
+		c.bufs = c.iov[:]
+		_, err = c.bufs.WriteTo(c.nc) // a field: a local would move to the heap
+		c.iov = [2][]byte{}
 	}
 	c.out = c.out[:0]
 	c.werr = err
