@@ -617,14 +617,20 @@ func (b *bench) p4() error {
 			for _, u := range s.urls {
 				urls = append(urls, u+benchRepo+b.fileName(s.kind, round))
 			}
-			up0 := b.hubA.proxy.Bytes()
+			up0, err := b.hubA.cdnBytes()
+			if err != nil {
+				return err
+			}
 			c := newClient(b.sz.P4Clients, false)
 			fs, el, err := parallelOnce(c, urls, b.sz.P4Clients)
 			c.CloseIdleConnections()
 			if err != nil {
 				return err
 			}
-			fillEnd := b.hubA.proxy.LastByte()
+			up, fillEnd, err := b.hubA.cdn()
+			if err != nil {
+				return err
+			}
 			var ttfb []float64
 			before := 0
 			for _, f := range fs {
@@ -635,7 +641,7 @@ func (b *bench) p4() error {
 			}
 			sort.Float64s(ttfb)
 			a, bl := "hfcache 3 nodes", "nginx 1 node"
-			add(r.metric("P4", "64 cold clients, one blob: upstream bytes / file size", "x", "lower", a, bl), s.name, float64(b.hubA.proxy.Bytes()-up0)/float64(b.sz.P4))
+			add(r.metric("P4", "64 cold clients, one blob: upstream bytes / file size", "x", "lower", a, bl), s.name, float64(up-up0)/float64(b.sz.P4))
 			add(r.metric("P4", "TTFB min", "ms", "lower", a, bl), s.name, ttfb[0])
 			add(r.metric("P4", "TTFB median", "ms", "lower", a, bl), s.name, *median(ttfb))
 			add(r.metric("P4", "TTFB max", "ms", "lower", a, bl), s.name, ttfb[len(ttfb)-1])

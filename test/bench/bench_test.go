@@ -94,6 +94,14 @@ func TestQuick(t *testing.T) {
 			t.Errorf("phase %s reported nothing", p)
 		}
 	}
+	// The fake CDN's byte count reached the bench: every cold fill of
+	// hfcache fetched its file from upstream exactly once.
+	for _, m := range rep.Metrics {
+		if (m.Phase == "P3" || m.Phase == "P4") && strings.Contains(m.Name, "upstream bytes / file size") &&
+			(m.AMed == nil || *m.AMed < 1 || *m.AMed > 1.01) {
+			t.Errorf("%s %q: hfcache %v, want 1", m.Phase, m.Name, m.AVals)
+		}
+	}
 	// The load generator really ran requests.
 	for _, m := range rep.Metrics {
 		if m.Phase == "P2" && m.Unit == "req/s" && (m.AMed == nil || *m.AMed < 10) {

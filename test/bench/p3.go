@@ -83,14 +83,21 @@ func (b *bench) p3Get(s server, round int, where, short string) error {
 	if s.name == "nginx" {
 		kind = "p3-ng"
 	}
-	up0 := b.hubB.proxy.Bytes()
+	up0, err := b.hubB.cdnBytes()
+	if err != nil {
+		return err
+	}
 	f, err := get(nilCtx(), b.client, s.url+benchRepo+b.fileName(kind, round))
+	if err != nil {
+		return err
+	}
+	up, err := b.hubB.cdnBytes()
 	if err != nil {
 		return err
 	}
 	rate := float64(f.bytes) / f.end.Sub(f.start).Seconds()
 	add(r.metric("P3", fmt.Sprintf("cold file %s, Hub capped at R=%.0f MiB/s per connection: client throughput", where, float64(b.sz.Rate)/mib), "R", "higher", "hfcache", "nginx"), s.name, rate/float64(b.sz.Rate))
-	add(r.metric("P3", fmt.Sprintf("cold capped, %s: upstream bytes / file size", short), "x", "lower", "hfcache", "nginx"), s.name, float64(b.hubB.proxy.Bytes()-up0)/float64(b.sz.P3))
+	add(r.metric("P3", fmt.Sprintf("cold capped, %s: upstream bytes / file size", short), "x", "lower", "hfcache", "nginx"), s.name, float64(up-up0)/float64(b.sz.P3))
 	return nil
 }
 

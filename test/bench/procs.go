@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,26 +31,26 @@ func startProc(name string, cmd *exec.Cmd, onLine func(string), ready func(strin
 	return procs.Start(cmd, procs.Options{Name: name, Keep: logLines, OnLine: onLine, Ready: ready, KillWithParent: true})
 }
 
-// hub is a fake Hub process with a counting TCP proxy in front of its CDN.
+// hub is a fake Hub process. Its -stats-listen endpoint says how many body
+// bytes its CDN has sent and when the last of them went: the upstream bytes
+// of cold fills, and when a fill ended. (Earlier a counting TCP proxy in
+// this process sat in front of the CDN; it copied every upstream byte
+// through user space on the benchmark's own cores, and put one more hop on
+// every cold path.)
 type hub struct {
 	*procs.Proc
 	URL   string
-	proxy *countProxy
+	stats string // GET: cdnStats
 }
 
 func startHub(bin string, bigSize, rate int64, files []string, extra ...string) (*hub, error) {
-	px, err := newCountProxy()
-	if err != nil {
-		return nil, err
-	}
 	hubAddr, err1 := procs.FreeAddr()
 	cdn, err2 := procs.FreeAddr()
-	if err1 != nil || err2 != nil {
-		px.Close()
-		return nil, fmt.Errorf("free ports: %v %v", err1, err2)
+	stats, err3 := procs.FreeAddr()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("free ports: %w", err)
 	}
-	px.SetTarget(cdn)
-	args := []string{"-listen", hubAddr, "-cdn-listen", cdn, "-cdn-url", "http://" + px.Addr()}
+	args := []string{"-listen", hubAddr, "-cdn-listen", cdn, "-cdn-url", "http://" + cdn, "-stats-listen", stats}
 	if bigSize > 0 {
 		args = append(args, "-big", strconv.FormatInt(bigSize, 10))
 	}
@@ -61,98 +61,62 @@ func startHub(bin string, bigSize, rate int64, files []string, extra ...string) 
 		args = append(args, "-file", f)
 	}
 	args = append(args, extra...)
-	var hubURL string // set before the ready line, read after it
+	var hubURL, statsURL string // set before the ready line, read after it
 	p, err := startProc("fakehub", exec.Command(bin, args...), func(line string) {
 		if v, ok := strings.CutPrefix(line, "fakehub Hub: "); ok {
 			hubURL = v
 		}
+		if v, ok := strings.CutPrefix(line, "fakehub stats: "); ok {
+			statsURL = v
+		}
 	}, func(line string) bool { return strings.HasPrefix(line, "fakehub CDN: ") })
 	if err != nil {
-		px.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	switch _, err := p.WaitReady(ctx); {
 	case err == nil:
-		return &hub{Proc: p, URL: hubURL, proxy: px}, nil
+		return &hub{Proc: p, URL: hubURL, stats: statsURL}, nil
 	case errors.Is(err, procs.ErrExited):
-		px.Close()
 		return nil, fmt.Errorf("fakehub exited: %s", p.Log.Lines())
 	default:
 		p.Stop(os.Interrupt, stopTimeout)
-		px.Close()
 		return nil, fmt.Errorf("fakehub did not start in 5m")
 	}
 }
 
-func (h *hub) Close() {
-	h.Stop(os.Interrupt, stopTimeout)
-	h.proxy.Close()
-}
+func (h *hub) Close() { h.Stop(os.Interrupt, stopTimeout) }
 
-// countProxy is a TCP proxy that counts the bytes the upstream sends.
-type countProxy struct {
-	ln       net.Listener
-	target   atomic.Value // string
-	bytes    atomic.Int64
-	lastByte atomic.Int64 // unix nanos of the last upstream byte
-}
-
-func newCountProxy() (*countProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// cdn is the body bytes the fake CDN has sent so far, and when it sent the
+// last of them.
+func (h *hub) cdn() (int64, time.Time, error) {
+	resp, err := http.Get(h.stats)
 	if err != nil {
-		return nil, err
+		return 0, time.Time{}, err
 	}
-	px := &countProxy{ln: ln}
-	go px.serve()
-	return px, nil
+	defer resp.Body.Close()
+	var st struct {
+		BodyBytes        int64 `json:"body_bytes"`
+		LastByteUnixNano int64 `json:"last_byte_unix_nano"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, time.Time{}, fmt.Errorf("fakehub stats: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, time.Time{}, fmt.Errorf("fakehub stats: %w", err)
+	}
+	var last time.Time
+	if st.LastByteUnixNano != 0 {
+		last = time.Unix(0, st.LastByteUnixNano)
+	}
+	return st.BodyBytes, last, nil
 }
 
-func (px *countProxy) Addr() string          { return px.ln.Addr().String() }
-func (px *countProxy) SetTarget(addr string) { px.target.Store(addr) }
-func (px *countProxy) Close()                { px.ln.Close() }
-func (px *countProxy) Bytes() int64          { return px.bytes.Load() }
-func (px *countProxy) LastByte() time.Time   { return time.Unix(0, px.lastByte.Load()) }
-
-func (px *countProxy) serve() {
-	for {
-		c, err := px.ln.Accept()
-		if err != nil {
-			return
-		}
-		go px.handle(c)
-	}
-}
-
-func (px *countProxy) handle(c net.Conn) {
-	defer c.Close()
-	t, _ := px.target.Load().(string)
-	u, err := net.Dial("tcp", t)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	go func() {
-		_, _ = io.Copy(u, c)
-		if tc, ok := u.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}()
-	buf := make([]byte, 256<<10)
-	for {
-		n, err := u.Read(buf)
-		if n > 0 {
-			px.bytes.Add(int64(n))
-			px.lastByte.Store(time.Now().UnixNano())
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+// cdnBytes is cdn's byte count.
+func (h *hub) cdnBytes() (int64, error) {
+	n, _, err := h.cdn()
+	return n, err
 }
 
 // hfNode is an hfcache process.

@@ -188,14 +188,24 @@ func (b *bench) pXet() error {
 						return err
 					}
 				}
-				up0, um0, c0 := b.hubX.proxy.Bytes(), upstreamMetric(n.Admin), cpuSeconds([]int{n.Pid()})
+				up0, err := b.hubX.cdnBytes()
+				if err != nil {
+					n.stop()
+					return err
+				}
+				um0, c0 := upstreamMetric(n.Admin), cpuSeconds([]int{n.Pid()})
 				res, err := b.runXetJS(n.URL, mode)
 				if err != nil {
 					n.stop()
 					return err
 				}
 				hfCPU := cpuSeconds([]int{n.Pid()}) - c0
-				up, um := b.hubX.proxy.Bytes()-up0, upstreamMetric(n.Admin)-um0
+				up, err := b.hubX.cdnBytes()
+				if err != nil {
+					n.stop()
+					return err
+				}
+				up, um := up-up0, upstreamMetric(n.Admin)-um0
 				ok := res.SHA256 == want && res.Bytes == size
 				if !ok {
 					mismatch = append(mismatch, fmt.Sprintf("round %d %s %s: got %d bytes sha256 %s, want %d bytes %s", round, temp, mode, res.Bytes, res.SHA256, size, want))

@@ -120,9 +120,16 @@ func TestStats(t *testing.T) {
 	if cdn != 3 || s.PathBytes["/api/resolve-cache/models/"+modelID+"/"+commit+"/config.json"] != int64(len(configJSON)) {
 		t.Errorf("log: %d CDN, path bytes %v", cdn, s.PathBytes)
 	}
+	// The CDN's body bytes: the LFS GET and the 10-byte range, nothing the Hub wrote.
+	if n, last := h.CDNBody(); n != lfs.Size+10 || last.IsZero() || time.Since(last) > time.Minute {
+		t.Errorf("CDNBody = %d at %v, want %d just now", n, last, lfs.Size+10)
+	}
 	h.ResetStats()
 	if s := h.Stats(); s.Total() != 0 || s.BodyFetches(cfg.GitSHA1) != 0 {
 		t.Fatal("ResetStats")
+	}
+	if n, last := h.CDNBody(); n != 0 || !last.IsZero() {
+		t.Fatalf("CDNBody after ResetStats = %d at %v", n, last)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MaxLog bounds Stats.Log so long benchmarks do not grow it without limit.
@@ -144,15 +145,28 @@ func (h *Hub) Stats() Stats { return h.stats.snapshot() }
 // ResetStats zeroes the counters.
 func (h *Hub) ResetStats() { h.stats.reset() }
 
+// CDNBody is the number of body bytes the CDN listener has written since the
+// Hub started (or ResetStats), and when it wrote the last of them: what
+// caches fetched from the CDN, and when the last of their fills ended. The
+// benchmark reads it through cmd/fakehub's -stats-listen.
+func (h *Hub) CDNBody() (bytes int64, last time.Time) {
+	h.stats.mu.Lock()
+	defer h.stats.mu.Unlock()
+	return h.stats.cdnBytes, h.stats.cdnLast
+}
+
 // recorder holds the counters.
 type recorder struct {
-	mu sync.Mutex
-	s  Stats
+	mu       sync.Mutex
+	s        Stats
+	cdnBytes int64     // body bytes written by the CDN listener
+	cdnLast  time.Time // when the last of them was written
 }
 
 func (rc *recorder) reset() {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.cdnBytes, rc.cdnLast = 0, time.Time{}
 	rc.s = Stats{
 		Calls: map[Request]int{}, PathBytes: map[string]int64{},
 		Fetches: map[string]int{}, FetchBytes: map[string]int64{},
@@ -240,6 +254,10 @@ func (ew *exchangeWriter) Write(p []byte) (int, error) {
 		ew.ex.Bytes += int64(n)
 		ew.rc.mu.Lock()
 		ew.rc.s.PathBytes[ew.ex.Path] += int64(n)
+		if ew.ex.CDN {
+			ew.rc.cdnBytes += int64(n)
+			ew.rc.cdnLast = time.Now()
+		}
 		if ew.fetch {
 			ew.rc.s.FetchBytes[ew.ex.Addr] += int64(n)
 		}

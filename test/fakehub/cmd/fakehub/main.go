@@ -4,9 +4,12 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -39,6 +42,7 @@ func main() {
 	rate := flag.Int64("rate", 0, "cap every response body (Hub and CDN, per connection) at this many bytes per second (0 = no cap)")
 	var files listFlag
 	flag.Var(&files, "file", "also serve PATH of SIZE bytes in fakehub/bench-model as PATH:SIZE (repeatable; generated content, LFS when SIZE >= 1 MiB)")
+	statsListen := flag.String("stats-listen", "", "also serve GET /cdn here: JSON {body_bytes, last_byte_unix_nano} of what the CDN has sent (for the benchmark)")
 	flag.Parse()
 
 	h := fakehub.New()
@@ -89,6 +93,15 @@ func main() {
 	if err := h.StartOn(*listen, *cdnListen); err != nil {
 		log.Fatalf("fakehub: %v", err)
 	}
+	if *statsListen != "" {
+		ln, err := net.Listen("tcp", *statsListen)
+		if err != nil {
+			log.Fatalf("fakehub: -stats-listen: %v", err)
+		}
+		defer ln.Close()
+		go http.Serve(ln, statsHandler(h))
+		fmt.Printf("fakehub stats: http://%s/cdn\n", ln.Addr())
+	}
 	fmt.Printf("fakehub Hub: %s\nfakehub CDN: %s\nfakehub Xet CAS: %s\n", h.URL(), h.CDNURL(), h.CASURL())
 	fmt.Printf("repos: fakehub/demo-model, datasets/fakehub/demo-dataset, fakehub/gated-model (gated), fakehub/private-model (private), gpt2 -> fakehub/demo-model\n")
 
@@ -96,6 +109,26 @@ func main() {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	h.Close()
+}
+
+// CDNStats is what GET /cdn on -stats-listen answers: fakehub.Hub.CDNBody.
+type CDNStats struct {
+	BodyBytes        int64 `json:"body_bytes"`
+	LastByteUnixNano int64 `json:"last_byte_unix_nano"` // 0: nothing sent yet
+}
+
+func statsHandler(h *fakehub.Hub) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cdn", func(w http.ResponseWriter, _ *http.Request) {
+		n, last := h.CDNBody()
+		st := CDNStats{BodyBytes: n}
+		if !last.IsZero() {
+			st.LastByteUnixNano = last.UnixNano()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	})
+	return mux
 }
 
 // tokenUser is the user a -token flag gave tok, or "granted-user".
