@@ -240,7 +240,7 @@ func (c *Client) serveStream(w http.ResponseWriter, r *http.Request, content *no
 		return
 	}
 	http.NewResponseController(w).Flush()
-	if _, err := io.CopyBuffer(writerOnly{w}, rd, buf); err != nil {
+	if err := copyBody(w, rd, buf); err != nil {
 		if r.Context().Err() == nil {
 			c.log.Warn("aborting response", "path", r.URL.Path, "err", err)
 		}
@@ -248,6 +248,20 @@ func (c *Client) serveStream(w http.ResponseWriter, r *http.Request, content *no
 		// looks complete.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// copyBody sends the rest of rd. A reader that knows how to send itself (a
+// fill's reader: sendfile from the partly written file) gets w as it is;
+// any other goes through buf, since the connection's ReadFrom would copy
+// it in smaller pieces.
+func copyBody(w http.ResponseWriter, rd io.Reader, buf []byte) error {
+	var err error
+	if wt, ok := rd.(io.WriterTo); ok {
+		_, err = wt.WriteTo(w)
+	} else {
+		_, err = io.CopyBuffer(writerOnly{w}, rd, buf)
+	}
+	return err
 }
 
 // writerOnly hides ReadFrom so io.CopyBuffer uses the given buffer.

@@ -272,6 +272,28 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+	limit, err := r.next()
+	if err != nil {
+		return 0, err
+	}
+	if r.up != nil {
+		return r.Read(p)
+	}
+	if int64(len(p)) > limit-r.off {
+		p = p[:limit-r.off]
+	}
+	n, err := r.c.fill.w.ReadAt(p, r.off)
+	r.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// next waits until bytes from r.off are readable and returns where they
+// end (at most r.end). If the disk refused the fill's writes, it switches
+// the reader to the Hub instead: r.up is set and the limit is meaningless.
+func (r *fillReader) next() (int64, error) {
 	fl := r.c.fill
 	for {
 		st := fl.state()
@@ -280,15 +302,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			limit-- // hold back the last byte until the blob is verified
 		}
 		if r.off < limit {
-			if int64(len(p)) > limit-r.off {
-				p = p[:limit-r.off]
-			}
-			n, err := fl.w.ReadAt(p, r.off)
-			r.off += int64(n)
-			if err == io.EOF && n > 0 {
-				err = nil
-			}
-			return n, err
+			return min(limit, r.end), nil
 		}
 		if st.err != nil {
 			return 0, st.err
@@ -299,7 +313,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 				return 0, err
 			}
 			r.up = up
-			return r.Read(p)
+			return 0, nil
 		}
 		select {
 		case <-st.changed:
@@ -307,6 +321,60 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// fileReopener is a BlobWriter whose bytes can also be read through a file
+// description of their own (store.Fill does): a reader then hands each
+// readable stretch of it to the destination's ReadFrom, and a socket sends
+// it with sendfile instead of a copy through user space.
+type fileReopener interface {
+	Reopen() (*os.File, error)
+}
+
+// WriteTo sends the range to w as it becomes readable. With a destination
+// that takes a file (a connection's ReadFrom), the bytes go from the fill's
+// file to the socket by sendfile; otherwise they are copied through a
+// buffer.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	ro, ok2 := r.c.fill.w.(fileReopener)
+	if !ok || !ok2 || r.up != nil {
+		return r.copyTo(w)
+	}
+	f, err := ro.Reopen()
+	if err != nil {
+		return r.copyTo(w)
+	}
+	defer f.Close()
+	if _, err := f.Seek(r.off, io.SeekStart); err != nil {
+		return r.copyTo(w)
+	}
+	var total int64
+	for r.off < r.end {
+		limit, err := r.next()
+		if err != nil {
+			return total, err
+		}
+		if r.up != nil {
+			n, err := r.copyTo(w)
+			return total + n, err
+		}
+		n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: limit - r.off})
+		r.off += n
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, io.ErrUnexpectedEOF
+		}
+	}
+	return total, nil
+}
+
+// copyTo is WriteTo through a buffer.
+func (r *fillReader) copyTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, make([]byte, 256<<10))
 }
 
 func (r *fillReader) Close() error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -472,5 +473,136 @@ func TestPeerTokenSealing(t *testing.T) {
 	}
 	if a.SealToken("") != "" {
 		t.Fatal("an empty token must stay empty")
+	}
+}
+
+// fileSink is a destination like a socket: its ReadFrom records whether it
+// was handed a file (what sendfile needs) and keeps the bytes.
+type fileSink struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	fromFile  int // ReadFrom calls given a *io.LimitedReader around an *os.File
+	otherRead int // ReadFrom calls given anything else
+	got       chan int
+}
+
+func (s *fileSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *fileSink) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	_, isFile := func() (*os.File, bool) {
+		if !ok {
+			return nil, false
+		}
+		f, ok := lr.R.(*os.File)
+		return f, ok
+	}()
+	s.mu.Lock()
+	if isFile {
+		s.fromFile++
+	} else {
+		s.otherRead++
+	}
+	n, err := s.buf.ReadFrom(r)
+	total := s.buf.Len()
+	s.mu.Unlock()
+	select {
+	case s.got <- total:
+	default:
+	}
+	return n, err
+}
+
+// While a blob fills, a reader copied into a socket-like destination sends
+// each readable stretch from its own file description (sendfile), bytes
+// exact, across several waits for the fill; and a corrupt fill still fails
+// it before the last byte.
+func TestFillReaderSendsFromFile(t *testing.T) {
+	good := payload(3<<20 + 5)
+	half := len(good) / 2
+	pr, pw := io.Pipe()
+	hub := serving(good, func(off int64) io.Reader {
+		if off != 0 {
+			t.Errorf("upstream asked from %d", off)
+		}
+		return pr
+	})
+	n, _ := newTestNode(t, hub, 1<<30, nil)
+	t.Cleanup(func() { pw.CloseWithError(errors.New("test over")) }) // before the node's shutdown
+	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Open(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Reader(context.Background(), 0, f.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sink := &fileSink{got: make(chan int, 1)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(sink, r)
+		done <- err
+	}()
+	if _, err := pw.Write(good[:half]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for got := 0; got < half; {
+		select {
+		case got = <-sink.got:
+		case <-deadline:
+			t.Fatalf("the reader did not send the first half while the fill waited")
+		}
+	}
+	go func() {
+		pw.Write(good[half:])
+		pw.Close()
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sink.buf.Bytes(), good) {
+		t.Fatalf("sent %d bytes, not the blob's", sink.buf.Len())
+	}
+	if sink.fromFile < 2 || sink.otherRead != 0 {
+		t.Fatalf("ReadFrom given a file %d times and something else %d times; want the file, at least twice", sink.fromFile, sink.otherRead)
+	}
+
+	// A corrupt fill: the same path fails before the last byte.
+	bad := payload(2<<20 + 3)
+	want := bytes.Clone(bad)
+	bad[len(bad)-10] ^= 1
+	hub2 := serving(want, func(off int64) io.Reader { return bytes.NewReader(bad[off:]) })
+	n2, _ := newTestNode(t, hub2, 1<<30, nil)
+	f2, err := n2.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := n2.Open(context.Background(), f2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	r2, err := c2.Reader(context.Background(), 0, f2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	sink2 := &fileSink{got: make(chan int, 1)}
+	if _, err := io.Copy(sink2, r2); !errors.Is(err, ErrFillFailed) {
+		t.Fatalf("corrupt fill: %v, want ErrFillFailed", err)
+	}
+	if sink2.buf.Len() >= len(want) {
+		t.Fatalf("corrupt fill: all %d bytes were sent", sink2.buf.Len())
 	}
 }

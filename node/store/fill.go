@@ -176,6 +176,27 @@ func (f *Fill) ReadAt(p []byte, off int64) (int, error) {
 	return f.file.ReadAt(p, off)
 }
 
+// Reopen opens the fill's file once more for reading, as a file
+// description of its own: its offset is independent of every other reader's,
+// which sendfile needs (it reads from the file's offset). It keeps working
+// after Commit (the file was renamed) and Abort (removed), until Close. The
+// caller closes the file. Linux only (through /proc/self/fd); elsewhere it
+// returns an error and callers read with ReadAt.
+func (f *Fill) Reopen() (*os.File, error) {
+	sc, err := f.file.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var rf *os.File
+	var oerr error
+	if err := sc.Control(func(fd uintptr) {
+		rf, oerr = os.Open("/proc/self/fd/" + strconv.FormatUint(uint64(fd), 10))
+	}); err != nil {
+		return nil, err
+	}
+	return rf, oerr
+}
+
 // Commit checks that exactly the declared size was written and that it hashes
 // to the address, then moves the file into place and indexes it. On any
 // failure the fill is aborted; a mismatch returns ErrCorrupt. Committing a

@@ -553,3 +553,51 @@ func TestConcurrentStress(t *testing.T) {
 		t.Fatalf("after reopen %+v, before %+v", st2, st)
 	}
 }
+
+// Reopen gives a file description with an offset of its own, before and
+// after Commit (the file was renamed) and after Abort (removed).
+func TestFillReopen(t *testing.T) {
+	for i, end := range []string{"commit", "abort"} {
+		t.Run(end, func(t *testing.T) {
+			s, _ := newStore(t, 1<<30, newClock())
+			data := randBytes(uint64(i), 100_000)
+			f, err := s.Create(idOf(hf.SHA256, data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(data, 0); err != nil {
+				t.Fatal(err)
+			}
+			a, err := f.Reopen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			pa := make([]byte, 10)
+			if _, err := a.Read(pa); err != nil || !bytes.Equal(pa, data[:10]) {
+				t.Fatalf("first reader: %v, %x", err, pa)
+			}
+			if end == "commit" {
+				err = f.Commit()
+			} else {
+				f.Abort()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := f.Reopen()
+			if err != nil {
+				t.Fatalf("Reopen after %s: %v", end, err)
+			}
+			defer b.Close()
+			pb := make([]byte, 10)
+			if _, err := b.Read(pb); err != nil || !bytes.Equal(pb, data[:10]) {
+				t.Fatalf("second reader after %s: %v, %x", end, err, pb)
+			}
+			if _, err := a.Read(pa); err != nil || !bytes.Equal(pa, data[10:20]) {
+				t.Fatalf("first reader's offset moved: %v, %x", err, pa)
+			}
+		})
+	}
+}
