@@ -105,7 +105,8 @@ func newTestNode(t *testing.T, hub Hub, budget int64, st func(Store) Store) (*No
 	return n, s
 }
 
-func resolveAndRead(t *testing.T, n *Node, off, end int64) ([]byte, *Content, error) {
+// openW resolves and opens w.bin; the caller closes the Content.
+func openW(t *testing.T, n *Node) (*File, *Content) {
 	t.Helper()
 	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
 	if err != nil {
@@ -115,6 +116,12 @@ func resolveAndRead(t *testing.T, n *Node, off, end int64) ([]byte, *Content, er
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, c
+}
+
+func resolveAndRead(t *testing.T, n *Node, off, end int64) ([]byte, *Content, error) {
+	t.Helper()
+	f, c := openW(t, n)
 	defer c.Close()
 	if end < 0 {
 		end = f.Size
@@ -476,6 +483,20 @@ func TestPeerTokenSealing(t *testing.T) {
 	}
 }
 
+// openWhole resolves w.bin and opens a reader of all of it, closed with the
+// test.
+func openWhole(t *testing.T, n *Node) io.ReadCloser {
+	t.Helper()
+	f, c := openW(t, n)
+	t.Cleanup(c.Close)
+	r, err := c.Reader(context.Background(), 0, f.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 // fileSink is a destination like a socket: its ReadFrom records whether it
 // was handed a file (what sendfile needs) and keeps the bytes.
 type fileSink struct {
@@ -533,20 +554,7 @@ func TestFillReaderSendsFromFile(t *testing.T) {
 	})
 	n, _ := newTestNode(t, hub, 1<<30, nil)
 	t.Cleanup(func() { pw.CloseWithError(errors.New("test over")) }) // before the node's shutdown
-	f, err := n.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := n.Open(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r, err := c.Reader(context.Background(), 0, f.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := openWhole(t, n)
 	sink := &fileSink{got: make(chan int, 1)}
 	done := make(chan error, 1)
 	go func() {
@@ -584,20 +592,7 @@ func TestFillReaderSendsFromFile(t *testing.T) {
 	bad[len(bad)-10] ^= 1
 	hub2 := serving(want, func(off int64) io.Reader { return bytes.NewReader(bad[off:]) })
 	n2, _ := newTestNode(t, hub2, 1<<30, nil)
-	f2, err := n2.Resolve(context.Background(), FileRequest{Repo: testRepo, Revision: "main", Path: "w.bin"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := n2.Open(context.Background(), f2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	r2, err := c2.Reader(context.Background(), 0, f2.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
+	r2 := openWhole(t, n2)
 	sink2 := &fileSink{got: make(chan int, 1)}
 	if _, err := io.Copy(sink2, r2); !errors.Is(err, ErrFillFailed) {
 		t.Fatalf("corrupt fill: %v, want ErrFillFailed", err)
