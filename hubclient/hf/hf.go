@@ -154,7 +154,7 @@ func ParseRevision(s string) (Revision, error) {
 			return "", fmt.Errorf("%w: revision %q", ErrInvalid, s)
 		}
 	}
-	for _, seg := range strings.Split(s, "/") {
+	for seg := range strings.SplitSeq(s, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return "", fmt.Errorf("%w: revision %q", ErrInvalid, s)
 		}
@@ -186,7 +186,7 @@ func ParsePath(s string) (Path, error) {
 			return "", fmt.Errorf("%w: path %q", ErrInvalid, s)
 		}
 	}
-	for _, seg := range strings.Split(s, "/") {
+	for seg := range strings.SplitSeq(s, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return "", fmt.Errorf("%w: path %q", ErrInvalid, s)
 		}
