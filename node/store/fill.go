@@ -105,7 +105,7 @@ type Fill struct {
 	// wmu serializes the writes of parallel streams. The kernel does too
 	// (a buffered write holds the inode's lock), but its waiters spin while
 	// the holder copies, and on a VM a copy into pages the host has not
-	// backed yet is slow: under P3 a fifth of the node's CPU went to that
+	// backed yet is slow: under P3, 14% of the node's CPU samples were that
 	// spinning. Waiting here parks the goroutine instead.
 	wmu sync.Mutex
 
