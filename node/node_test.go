@@ -514,14 +514,10 @@ func (s *fileSink) Write(p []byte) (int, error) {
 }
 
 func (s *fileSink) ReadFrom(r io.Reader) (int64, error) {
-	lr, ok := r.(*io.LimitedReader)
-	_, isFile := func() (*os.File, bool) {
-		if !ok {
-			return nil, false
-		}
-		f, ok := lr.R.(*os.File)
-		return f, ok
-	}()
+	isFile := false
+	if lr, ok := r.(*io.LimitedReader); ok {
+		_, isFile = lr.R.(*os.File)
+	}
 	s.mu.Lock()
 	if isFile {
 		s.fromFile++
