@@ -597,3 +597,40 @@ func TestFillReaderSendsFromFile(t *testing.T) {
 		t.Fatalf("corrupt fill: all %d bytes were sent", sink2.buf.Len())
 	}
 }
+
+// reopenENOSPCStore is enospcStore whose writers can still be reopened for
+// sendfile, as the store's own fills can.
+type reopenENOSPCStore struct{ Store }
+
+func (s reopenENOSPCStore) Create(id hf.BlobID, size int64) (BlobWriter, error) {
+	w, err := s.Store.Create(id, size)
+	if err != nil {
+		return nil, err
+	}
+	return reopenENOSPCWriter{&enospcWriter{BlobWriter: w}, w.(fileReopener)}, nil
+}
+
+type reopenENOSPCWriter struct {
+	*enospcWriter
+	fileReopener
+}
+
+// The disk fills up while a reader sends from the fill's file: what was
+// written goes by sendfile, the rest comes from the Hub through a buffer,
+// and the bytes are exact.
+func TestFillReaderSendsThenSwitchesToHub(t *testing.T) {
+	good := payload(3 << 20)
+	hub := serving(good, func(off int64) io.Reader { return bytes.NewReader(good[off:]) })
+	n, _ := newTestNode(t, hub, 1<<30, func(s Store) Store { return reopenENOSPCStore{s} })
+	r := openWhole(t, n)
+	sink := &fileSink{got: make(chan int, 1)}
+	if _, err := io.Copy(sink, r); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sink.buf.Bytes(), good) {
+		t.Fatalf("sent %d bytes, not the blob's", sink.buf.Len())
+	}
+	if sink.fromFile < 1 || sink.otherRead != 0 {
+		t.Fatalf("ReadFrom given a file %d times and something else %d times; want the written part from the file", sink.fromFile, sink.otherRead)
+	}
+}
