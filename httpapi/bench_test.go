@@ -19,11 +19,11 @@ import (
 
 // warmNode is a node with one 4 KiB file already cached, instrumented as
 // in production: metrics, and the request log line at info (discarded).
-func warmNode(b *testing.B) (*Client, *node.Node, string) {
+func warmNode(b testing.TB) (*Client, *node.Node, string) {
 	return warmNodeWith(b, slog.LevelInfo, true)
 }
 
-func warmNodeWith(b *testing.B, level slog.Level, metrics bool) (*Client, *node.Node, string) {
+func warmNodeWith(b testing.TB, level slog.Level, metrics bool) (*Client, *node.Node, string) {
 	b.Helper()
 	hub := fakehub.New()
 	commit := hub.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "acme/bench", Files: []fakehub.File{{Path: "small.bin", Size: 4096, Seed: 1, LFS: true}}})

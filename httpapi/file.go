@@ -33,11 +33,11 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 		writeError(w, err)
 		return
 	}
-	etag := f.Blob.ETag()
+	etag := f.ETag()
 	h := w.Header()
 	// One allocation for the values of every header of a hit (Header.Set
 	// makes one per header); the keys are canonical.
-	vs := []string{f.Commit, etag, strconv.FormatInt(f.Size, 10), "bytes", f.ContentType, f.ContentDisposition}
+	vs := []string{f.Commit, etag, f.SizeText(), "bytes", f.ContentType, f.ContentDisposition}
 	h[hf.HeaderRepoCommit] = vs[0:1:1]
 	h["Etag"] = vs[1:2:2]
 	if f.Blob.LFS() {
@@ -65,7 +65,7 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 		if notModified(w, r, etag) {
 			return
 		}
-		h.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+		h["Content-Length"] = vs[2:3:3]
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -88,12 +88,13 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 		}
 		// No owner answered: this node serves the blob itself.
 	}
-	c.serveContent(w, r, content, etag)
+	c.serveContent(w, r, content, etag, vs[2:3:3])
 }
 
 // serveContent serves local content: a complete blob with ServeContent, a
-// filling one as a stream.
-func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *node.Content, etag string) {
+// filling one as a stream. length, if not nil, is the header value of the
+// blob's size in decimal.
+func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *node.Content, etag string, length []string) {
 	if file, ok := content.File(); ok {
 		w.Header()[headerSource] = sourceValue(content.CurrentSource())
 		http.ServeContent(w, r, "", time.Time{}, file)
@@ -105,7 +106,10 @@ func (c *Client) serveContent(w http.ResponseWriter, r *http.Request, content *n
 		if plainGet(r) {
 			// What ServeContent does for a request without Range or
 			// conditionals, minus its copy buffer and sniffing read.
-			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			if length == nil || content.Size != int64(len(data)) {
+				length = []string{strconv.Itoa(len(data))}
+			}
+			w.Header()["Content-Length"] = length
 			w.WriteHeader(http.StatusOK)
 			w.Write(data)
 			return

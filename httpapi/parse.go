@@ -50,7 +50,8 @@ var repoActions = map[string]bool{
 // the distribution's base path removed). Each segment is unescaped exactly
 // once; empty segments (duplicate slashes) are dropped.
 func parseRoute(escaped string) (route, error) {
-	segs := splitSegments(escaped)
+	var arr [16]string // on the stack: a hit's path has far fewer segments
+	segs := appendSegments(arr[:0], escaped)
 	if len(segs) == 0 {
 		return route{}, errNotFound
 	}
@@ -189,26 +190,37 @@ func takeRevision(segs []string) (hf.Revision, []string, error) {
 // splitSegments splits an escaped path on "/" and drops empty segments, so
 // duplicate slashes (old clients with a trailing slash in HF_ENDPOINT) are
 // normalised.
-func splitSegments(escaped string) []string {
-	parts := strings.Split(escaped, "/")
-	out := parts[:0]
-	for _, p := range parts {
-		if p != "" {
-			out = append(out, p)
+func splitSegments(escaped string) []string { return appendSegments(nil, escaped) }
+
+// appendSegments is splitSegments appending to dst.
+func appendSegments(dst []string, escaped string) []string {
+	for seg := range strings.SplitSeq(escaped, "/") {
+		if seg != "" {
+			dst = append(dst, seg)
 		}
 	}
-	return out
+	return dst
 }
 
 // unescapeJoin unescapes each segment once and joins them with "/".
 func unescapeJoin(segs []string) (string, error) {
-	out := make([]string, len(segs))
+	escaped := false
+	for _, s := range segs {
+		escaped = escaped || strings.IndexByte(s, '%') >= 0
+	}
+	if !escaped {
+		return strings.Join(segs, "/"), nil // one segment: no copy
+	}
+	var b strings.Builder
 	for i, s := range segs {
 		u, err := url.PathUnescape(s)
 		if err != nil {
 			return "", fmt.Errorf("%w: path segment %q", hf.ErrInvalid, s)
 		}
-		out[i] = u
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(u)
 	}
-	return strings.Join(out, "/"), nil
+	return b.String(), nil
 }

@@ -24,6 +24,8 @@ func TestParseFileRoutes(t *testing.T) {
 		{"/org/model/resolve/feature%2Fx/config.json", hf.Model, "org/model", "resolve", "feature/x", "config.json"},
 		{"/org/model/resolve/main/sub%20dir/%C3%BCn%C3%AFcode%20file.txt", hf.Model, "org/model", "resolve", "main", "sub dir/ünïcode file.txt"},
 		{"/org/model/resolve/main/a%2Bb.bin", hf.Model, "org/model", "resolve", "main", "a+b.bin"},
+		{"/org/model/resolve/main/a%20b/c.txt", hf.Model, "org/model", "resolve", "main", "a b/c.txt"},
+		{"/org//model/resolve/main//dir/c.txt", hf.Model, "org/model", "resolve", "main", "dir/c.txt"},
 		{"/org/model/resolve/main/a+b.bin", hf.Model, "org/model", "resolve", "main", "a+b.bin"},
 		{"//org/model//resolve/main//config.json", hf.Model, "org/model", "resolve", "main", "config.json"},
 		// A repo literally named "resolve" in namespace "org" still parses as a two-segment id.

@@ -162,10 +162,10 @@ func (c *Client) servePeerBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer content.Close()
-	etag := f.Blob.ETag()
+	etag := f.ETag()
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	c.serveContent(w, r, content, etag)
+	c.serveContent(w, r, content, etag, nil)
 }
 
 func fileRequestFromPeer(in node.PeerFileRequest) (node.FileRequest, error) {

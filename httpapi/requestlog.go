@@ -19,6 +19,7 @@ import (
 type loggedResponse struct {
 	http.ResponseWriter
 	id     string
+	idv    [1]string // X-Request-Id's value slice: part of this allocation, not one of its own
 	start  time.Time
 	status int
 	bytes  int64

@@ -164,7 +164,8 @@ func (c *Client) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 func (c *Client) serve(w *loggedResponse, r *http.Request) {
 	h := w.Header()
-	h.Set(hfRequestID, w.id)
+	w.idv[0] = w.id
+	h[hfRequestID] = w.idv[:]
 	h[headerNode] = c.nodeName
 	setCORS(h)
 

@@ -42,26 +42,27 @@ func tokenHash(token string) string {
 
 // allowed reports whether a caller with token may read repoKey without
 // asking the Hub, given a freshness window ttl.
-func (a *accessCache) allowed(repoKey, token string, ttl time.Duration) bool {
+// repoKey is bytes so that the hit path can build it on its stack.
+func (a *accessCache) allowed(repoKey []byte, token string, ttl time.Duration) bool {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if at, ok := a.public[repoKey]; ok && now.Sub(at) < ttl {
+	if at, ok := a.public[string(repoKey)]; ok && now.Sub(at) < ttl {
 		return true
 	}
 	if token == "" {
 		return false
 	}
-	at, ok := a.grants[grantKey{tokenHash(token), repoKey}]
+	at, ok := a.grants[grantKey{tokenHash(token), string(repoKey)}]
 	return ok && now.Sub(at) < ttl
 }
 
 // everPublic reports whether repoKey was ever seen public (used while the Hub
 // is unreachable: public content stays available, gated content does not).
-func (a *accessCache) everPublic(repoKey string) bool {
+func (a *accessCache) everPublic(repoKey []byte) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, ok := a.public[repoKey]
+	_, ok := a.public[string(repoKey)]
 	return ok
 }
 

@@ -111,7 +111,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	repoKey := scope(r, req.Repo)
+	repoKey := appendScope(nil, r, req.Repo)
 	now := n.cfg.Now()
 
 	// A branch whose commit is fresh in the ref cache is asked by commit:
@@ -151,7 +151,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 		}
 	}
 	if ok && (cached.Anonymous || n.access.everPublic(repoKey) || n.access.allowed(repoKey, token, n.cfg.AuthTTL)) {
-		n.log.Warn("hub unreachable, serving cached API response", "repo", repoKey, "endpoint", req.Endpoint, "err", err)
+		n.log.Warn("hub unreachable, serving cached API response", "repo", string(repoKey), "endpoint", req.Endpoint, "err", err)
 		return cached.response(true), nil
 	}
 	return nil, err

@@ -100,21 +100,38 @@ func (c *metaCache) flush() {
 	}
 }
 
-// queued returns a value put but not yet persisted.
-func (c *metaCache) queued(k string) ([]byte, bool) {
+// queued returns a value put but not yet persisted; k is bucket\x00key.
+func (c *metaCache) queued(k []byte) ([]byte, bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	p, ok := c.pending[k]
+	p, ok := c.pending[string(k)]
 	return p.Value, ok
 }
 
-// get loads bucket/key into out (a pointer to the entry type). It reports
-// whether the entry exists.
+// deriver is an entry with fields computed from the persisted ones (not
+// persisted themselves): derive runs once, as the entry enters memory.
+type deriver interface{ derive() }
+
+func derived[T any](v T) T {
+	if d, ok := any(&v).(deriver); ok {
+		d.derive()
+	}
+	return v
+}
+
+// get returns the entry at bucket/key, and whether it exists.
 func get[T any](c *metaCache, bucket, key string) (T, bool) {
+	var buf [256]byte
+	return lookup[T](c, bucket, append(buf[:0], key...))
+}
+
+// lookup is get with the key as bytes: a hit in memory allocates nothing.
+func lookup[T any](c *metaCache, bucket string, key []byte) (T, bool) {
 	var zero T
-	k := bucket + "\x00" + key
+	var buf [384]byte
+	k := append(append(append(buf[:0], bucket...), 0), key...)
 	c.mu.Lock()
-	if e, ok := c.items[k]; ok {
+	if e, ok := c.items[string(k)]; ok {
 		c.ll.MoveToFront(e)
 		v, ok := e.Value.(*metaItem).val.(T)
 		c.mu.Unlock()
@@ -124,7 +141,7 @@ func get[T any](c *metaCache, bucket, key string) (T, bool) {
 	raw, ok := c.queued(k)
 	var err error
 	if !ok {
-		raw, ok, err = c.st.GetMeta(bucket, key)
+		raw, ok, err = c.st.GetMeta(bucket, string(key))
 	}
 	if err != nil {
 		c.log.Warn("reading metadata", "bucket", bucket, "err", err)
@@ -138,7 +155,8 @@ func get[T any](c *metaCache, bucket, key string) (T, bool) {
 		c.log.Warn("decoding metadata", "bucket", bucket, "err", err)
 		return zero, false
 	}
-	c.remember(k, v)
+	v = derived(v)
+	c.remember(string(k), v)
 	return v, true
 }
 
@@ -146,7 +164,7 @@ func get[T any](c *metaCache, bucket, key string) (T, bool) {
 // persists it now, when run is not running).
 func put[T any](c *metaCache, bucket, key string, v T) {
 	k := bucket + "\x00" + key
-	c.remember(k, v)
+	c.remember(k, derived(v))
 	raw, err := json.Marshal(v)
 	if err != nil {
 		c.log.Warn("encoding metadata", "bucket", bucket, "err", err)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node/store"
 )
 
@@ -73,5 +75,41 @@ func TestMetadataPersistedBehindRequests(t *testing.T) {
 	put(c, bucketRefs, "d", refEntry{Commit: "c4"})
 	if _, ok, _ := st.GetMeta(bucketRefs, "d"); !ok {
 		t.Fatal("put without run must write through")
+	}
+}
+
+// A file entry's formatted fields (ETag, size) are derived when it enters
+// memory, whether it was just put or read back from the store.
+func TestFileEntryDerivedInMemoryAndFromDisk(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 20, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id, err := hf.ParseBlobID("sha256:" + strings.Repeat("ab", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := fileEntry{Blob: id.String(), Size: 123456}
+	check := func(how string, got fileEntry, ok bool) {
+		t.Helper()
+		if !ok || got.etag != id.ETag() || got.sizeText != "123456" || got.id != id {
+			t.Errorf("%s: %+v %v", how, got, ok)
+		}
+	}
+	c := newMetaCache(LocalStore(st), 8, log) // not running: put writes through
+	put(c, bucketFiles, "k", fe)
+	got, ok := get[fileEntry](c, bucketFiles, "k")
+	check("after put", got, ok)
+
+	fresh := newMetaCache(LocalStore(st), 8, log) // a restarted node: memory empty
+	got, ok = lookup[fileEntry](fresh, bucketFiles, []byte("k"))
+	check("from the store", got, ok)
+
+	// An entry that is not found derives nothing.
+	put(c, bucketFiles, "gone", fileEntry{NotFound: true})
+	if got, ok := get[fileEntry](c, bucketFiles, "gone"); !ok || got.etag != "" {
+		t.Errorf("not found entry: %+v %v", got, ok)
 	}
 }

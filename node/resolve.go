@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +54,25 @@ type File struct {
 	token      string // upstream token that may fetch the bytes
 	location   string // CDN URL from the Hub's redirect, if still fresh
 	peerOnly   bool   // a hot copy: fill from a peer that holds the blob, never from the Hub
+	etag       string // Blob.ETag(), when it came formatted with a cached entry
+	sizeText   string // Size in decimal, likewise
+}
+
+// ETag is the file's ETag header value (the Hub's: the quoted content
+// address).
+func (f *File) ETag() string {
+	if f.etag != "" {
+		return f.etag
+	}
+	return f.Blob.ETag()
+}
+
+// SizeText is Size in decimal, as Content-Length and X-Linked-Size carry it.
+func (f *File) SizeText() string {
+	if f.sizeText != "" {
+		return f.sizeText
+	}
+	return strconv.FormatInt(f.Size, 10)
 }
 
 // XetAdvertised reports whether clients are told to fetch the file over
@@ -76,6 +97,25 @@ type fileEntry struct {
 	XetHash            string    `json:"xet_hash,omitempty"`
 	Location           string    `json:"-"`
 	LocationAt         time.Time `json:"-"`
+
+	// Formatted once when the entry enters the memory cache (derive), so
+	// a hit formats nothing.
+	id       hf.BlobID
+	etag     string
+	sizeText string
+}
+
+// derive fills the entry's formatted fields; the metadata cache calls it
+// for each entry it keeps in memory.
+func (fe *fileEntry) derive() {
+	if fe.NotFound {
+		return
+	}
+	id, err := hf.ParseBlobID(fe.Blob)
+	if err != nil {
+		return // fileFrom reports it
+	}
+	fe.id, fe.etag, fe.sizeText = id, id.ETag(), strconv.FormatInt(fe.Size, 10)
 }
 
 // locationTTL is how long a signed CDN URL is reused; the Hub signs them for
@@ -85,13 +125,43 @@ const locationTTL = 30 * time.Minute
 // scope is a repository's key within its remote: caches, access decisions
 // and ring placement of metadata are all per remote, since two upstreams
 // may hold different repositories under the same id.
-func scope(r *Remote, repo hf.Repo) string { return r.Name + "\x00" + repo.Key() }
+func scope(r *Remote, repo hf.Repo) string { return string(appendScope(nil, r, repo)) }
 
-func refKey(r *Remote, repo hf.Repo, rev string) string { return scope(r, repo) + "\x00" + rev }
+func refKey(r *Remote, repo hf.Repo, rev string) string {
+	return string(appendRefKey(nil, r, repo, rev))
+}
 
 func fileKey(r *Remote, repo hf.Repo, commit string, p hf.Path) string {
-	return scope(r, repo) + "\x00" + commit + "\x00" + string(p)
+	return string(appendFileKey(nil, r, repo, commit, p))
 }
+
+// The append forms build the same keys into a caller's buffer. The hit
+// path builds them in stack arrays: a map lookup of string(b) does not
+// copy b, so finding cached metadata allocates nothing.
+
+func appendScope(b []byte, r *Remote, repo hf.Repo) []byte {
+	b = append(b, r.Name...)
+	b = append(b, 0)
+	b = append(b, repo.Type...)
+	b = append(b, '/')
+	return append(b, repo.ID...)
+}
+
+func appendRefKey(b []byte, r *Remote, repo hf.Repo, rev string) []byte {
+	b = append(appendScope(b, r, repo), 0)
+	return append(b, rev...)
+}
+
+func appendFileKey(b []byte, r *Remote, repo hf.Repo, commit string, p hf.Path) []byte {
+	b = append(appendScope(b, r, repo), 0)
+	b = append(b, commit...)
+	b = append(b, 0)
+	return append(b, p...)
+}
+
+// keyBuf is the stack array a request builds its metadata keys in; longer
+// keys spill to the heap.
+type keyBuf [320]byte
 
 // Resolve answers what a HEAD of the file would: the commit the revision
 // points at and the file's content address and size. Immutable metadata
@@ -108,8 +178,9 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	if req.Revision.IsCommit() && n.access.allowed(scope(r, req.Repo), token, n.cfg.AuthTTL) {
-		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, string(req.Revision), req.Path)); ok {
+	var sb, kb keyBuf
+	if req.Revision.IsCommit() && n.access.allowed(appendScope(sb[:0], r, req.Repo), token, n.cfg.AuthTTL) {
+		if fe, ok := lookup[fileEntry](n.meta, bucketFiles, appendFileKey(kb[:0], r, req.Repo, string(req.Revision), req.Path)); ok {
 			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
@@ -140,7 +211,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	// The owner's answer is the Hub's: remember the immutable part.
 	n.access.accepted(scope(r, req.Repo), token)
 	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
-		Blob: pf.Blob, Size: pf.Size, ContentType: pf.ContentType, ContentDisposition: pf.ContentDisposition, XetHash: pf.XetHash,
+		Blob: pf.Blob, Size: pf.Size, ContentType: f.ContentType, ContentDisposition: f.ContentDisposition, XetHash: pf.XetHash,
 	})
 	return f, nil
 }
@@ -179,17 +250,18 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	repoKey := scope(r, req.Repo)
+	var sb, kb keyBuf
+	repoKey := appendScope(sb[:0], r, req.Repo)
 	now := n.cfg.Now()
 
 	commit := ""
 	if req.Revision.IsCommit() {
 		commit = string(req.Revision)
-	} else if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
+	} else if ref, ok := lookup[refEntry](n.meta, bucketRefs, appendRefKey(kb[:0], r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
 		commit = ref.Commit
 	}
 	if commit != "" && n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
-		if fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, commit, req.Path)); ok {
+		if fe, ok := lookup[fileEntry](n.meta, bucketFiles, appendFileKey(kb[:0], r, req.Repo, commit, req.Path)); ok {
 			return n.fileFrom(r, req, commit, fe, token, false)
 		}
 	}
@@ -198,7 +270,7 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	if commit != "" {
 		rev = hf.Revision(commit)
 	}
-	key := "head\x00" + repoKey + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
+	key := "head\x00" + string(repoKey) + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
 	v, err, _ := n.group.Do(key, func() (any, error) {
 		// The shared call must not die with the first caller's request.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -211,7 +283,7 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	}
 	if errors.Is(err, hubclient.ErrUnreachable) {
 		if f, ok := n.resolveStale(r, req, token); ok {
-			n.log.Warn("hub unreachable, serving cached metadata", "repo", repoKey, "revision", req.Revision, "err", err)
+			n.log.Warn("hub unreachable, serving cached metadata", "repo", string(repoKey), "revision", req.Revision, "err", err)
 			return f, nil
 		}
 	}
@@ -254,8 +326,8 @@ func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf
 	fe := fileEntry{
 		Blob:               id.String(),
 		Size:               meta.Size,
-		ContentType:        meta.ContentType,
-		ContentDisposition: meta.ContentDisposition,
+		ContentType:        cmp.Or(meta.ContentType, contentTypeFor(p)),
+		ContentDisposition: cmp.Or(meta.ContentDisposition, contentDisposition(p)),
 		Location:           meta.Location,
 		LocationAt:         n.cfg.Now(),
 		XetHash:            meta.XetHash,
@@ -276,7 +348,7 @@ func (n *Node) rememberRef(r *Remote, repo hf.Repo, rev hf.Revision, commit stri
 // unreachable. Public repositories stay available; gated and private ones
 // only for callers whose access was confirmed within the auth TTL.
 func (n *Node) resolveStale(r *Remote, req FileRequest, token string) (*File, bool) {
-	repoKey := scope(r, req.Repo)
+	repoKey := appendScope(nil, r, req.Repo)
 	if !n.access.everPublic(repoKey) && !n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
 		return nil, false
 	}
@@ -313,9 +385,11 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 			RepoCommit: commit,
 		}
 	}
-	id, err := hf.ParseBlobID(fe.Blob)
-	if err != nil {
-		return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
+	id := fe.id
+	if fe.etag == "" {
+		if id, err = hf.ParseBlobID(fe.Blob); err != nil {
+			return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
+		}
 	}
 	f = &File{
 		Repo:               req.Repo,
@@ -330,6 +404,8 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 		remote:             r,
 		repository:         req.Repository,
 		token:              token,
+		etag:               fe.etag,
+		sizeText:           fe.sizeText,
 	}
 	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {
 		f.location = fe.Location

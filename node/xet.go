@@ -178,12 +178,12 @@ func (n *Node) XetToken(ctx context.Context, req XetTokenRequest) (*XetToken, er
 		rev = "main"
 	}
 	upTok := r.upstreamToken(req.Access, req.Token)
-	repoKey := scope(r, req.Repo)
+	repoKey := appendScope(nil, r, req.Repo)
 	if _, err := n.upstreamXetToken(ctx, r, req.Repo, rev, upTok, true); err != nil {
 		if !errors.Is(err, hubclient.ErrUnreachable) || !(n.access.allowed(repoKey, upTok, n.cfg.AuthTTL) || n.access.everPublic(repoKey)) {
 			return nil, err
 		}
-		n.log.Warn("hub unreachable, issuing a Xet token on a remembered grant", "repo", repoKey, "err", err)
+		n.log.Warn("hub unreachable, issuing a Xet token on a remembered grant", "repo", string(repoKey), "err", err)
 	}
 	exp := n.cfg.Now().Add(n.xet.tokenTTL).Truncate(time.Second)
 	g := xetGrant{Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Rev: string(rev), Access: req.Access, Exp: exp.Unix()}

@@ -136,6 +136,9 @@ func (w *response) WriteHeader(code int) {
 // split the head.
 func appendValue(b []byte, v string) []byte {
 	v = strings.Trim(v, " \t")
+	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
+		return append(b, v...)
+	}
 	for i := 0; i < len(v); i++ {
 		ch := v[i]
 		if ch == '\r' || ch == '\n' {
