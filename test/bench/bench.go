@@ -76,6 +76,62 @@ type Metric struct {
 	BMed   *float64  `json:"b_median"`
 	Ratio  *float64  `json:"ratio_a_over_b"`
 	Note   string    `json:"note,omitempty"`
+	// Target is the issue's target for this row, if it has one; Met says
+	// whether this run's medians meet it (nil when a column is missing).
+	Target *Target `json:"target,omitempty"`
+	Met    *bool   `json:"met,omitempty"`
+}
+
+// Target is a row's target: the ratio A/B, the median of A, or A - B
+// (Of: "A/B", "A", "A-B"), at least or at most (Op: ">=", "<=") Value.
+type Target struct {
+	Of    string  `json:"of"`
+	Op    string  `json:"op"`
+	Value float64 `json:"value"`
+}
+
+func (t Target) String() string {
+	op := "≥"
+	if t.Op == "<=" {
+		op = "≤"
+	}
+	return fmt.Sprintf("%s %s %g", t.Of, op, t.Value)
+}
+
+// want sets m's target (the same at every round).
+func (m *Metric) want(of, op string, v float64) *Metric {
+	m.Target = &Target{Of: of, Op: op, Value: v}
+	return m
+}
+
+// judge sets m.Met from its medians and target.
+func (m *Metric) judge() {
+	m.Met = nil
+	if m.Target == nil || m.AMed == nil {
+		return
+	}
+	var x float64
+	switch m.Target.Of {
+	case "A":
+		x = *m.AMed
+	case "A/B":
+		if m.Ratio == nil {
+			return
+		}
+		x = *m.Ratio
+	case "A-B":
+		if m.BMed == nil {
+			return
+		}
+		x = *m.AMed - *m.BMed
+	default:
+		return
+	}
+	met := x >= m.Target.Value
+	if m.Target.Op == "<=" {
+		met = x <= m.Target.Value
+	}
+	m.Met = &met
 }
 
 // Report is the whole run.
@@ -126,6 +182,7 @@ func (r *Report) finish() {
 			x := *m.AMed / *m.BMed
 			m.Ratio = &x
 		}
+		m.judge()
 	}
 }
 
@@ -133,7 +190,7 @@ func (r *Report) finish() {
 func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(w, "hfcache bench %s — %d cores, %s, rounds=%d quick=%v nginx=%v (%s)\n", r.Date, r.NProc, r.CPU, r.Rounds, r.Quick, r.Nginx, r.Elapsed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "phase\tmetric\tunit\tA\tmedian A\tB\tmedian B\tA/B\tbetter")
+	fmt.Fprintln(tw, "phase\tmetric\tunit\tA\tmedian A\tB\tmedian B\tA/B\tbetter\ttarget\tmet")
 	f := func(p *float64) string {
 		if p == nil {
 			return "-"
@@ -150,10 +207,36 @@ func (r *Report) Table(w io.Writer) {
 			return fmt.Sprintf("%.3g", v)
 		}
 	}
+	var met, judged int
+	var missed []string
 	for _, m := range r.Metrics {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Phase, m.Name, m.Unit, m.A, f(m.AMed), m.B, f(m.BMed), f(m.Ratio), m.Better)
+		target, ok := "", ""
+		if m.Target != nil {
+			target, ok = m.Target.String(), "-"
+		}
+		if m.Met != nil {
+			judged++
+			ok = "yes"
+			if *m.Met {
+				met++
+			} else {
+				ok = "NO"
+				missed = append(missed, m.Phase+" "+m.Name)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Phase, m.Name, m.Unit, m.A, f(m.AMed), m.B, f(m.BMed), f(m.Ratio), m.Better, target, ok)
 	}
 	tw.Flush()
+	if judged > 0 {
+		fmt.Fprintf(w, "targets met: %d of %d judged", met, judged)
+		if r.Quick {
+			fmt.Fprint(w, " (a -quick run: sizes too small for the targets to mean anything)")
+		}
+		fmt.Fprintln(w)
+		for _, s := range missed {
+			fmt.Fprintf(w, "missed: %s\n", s)
+		}
+	}
 	for _, s := range r.Missing {
 		fmt.Fprintf(w, "missing: %s\n", s)
 	}
@@ -511,8 +594,8 @@ func (b *bench) p1() error {
 				return err
 			}
 			cpu := cpuSeconds(s.pids()) - c0
-			add(r.metric("P1", "warm 16MiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx"), s.name, float64(res.bytes)/mib/res.elapsed.Seconds())
-			add(r.metric("P1", "warm 16MiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx"), s.name, cpu/(float64(res.bytes)/gib))
+			add(r.metric("P1", "warm 16MiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx").want("A/B", ">=", 1.1), s.name, float64(res.bytes)/mib/res.elapsed.Seconds())
+			add(r.metric("P1", "warm 16MiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx").want("A/B", "<=", 1), s.name, cpu/(float64(res.bytes)/gib))
 
 			c0 = cpuSeconds(s.pids())
 			fs, el, err := parallelOnce(b.client, []string{s.url + bigPath}, b.sz.P1Clients)
@@ -524,8 +607,8 @@ func (b *bench) p1() error {
 			for _, f := range fs {
 				n += f.bytes
 			}
-			add(r.metric("P1", "warm 1GiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx"), s.name, float64(n)/mib/el.Seconds())
-			add(r.metric("P1", "warm 1GiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx"), s.name, cpu/(float64(n)/gib))
+			add(r.metric("P1", "warm 1GiB, 8 clients: throughput", "MiB/s", "higher", "hfcache", "nginx").want("A/B", ">=", 1.1), s.name, float64(n)/mib/el.Seconds())
+			add(r.metric("P1", "warm 1GiB: server CPU per GiB", "cpu-s/GiB", "lower", "hfcache", "nginx").want("A/B", "<=", 1), s.name, cpu/(float64(n)/gib))
 		}
 	}
 	return nil
@@ -582,7 +665,8 @@ func (b *bench) p6() error {
 				return err
 			}
 			if s.name == "hfcache" {
-				add(r.metric("P6", "VmHWM since restart, 8 clients stream 1GiB", "MiB", "lower", "hfcache", "n/a"), s.name, float64(statusKB(b.hfA.Pid(), "VmHWM"))/1024)
+				// The target: 64 MiB + 1 MiB per connection.
+				add(r.metric("P6", "VmHWM since restart, 8 clients stream 1GiB", "MiB", "lower", "hfcache", "n/a").want("A", "<=", 64+float64(b.sz.P1Clients)), s.name, float64(statusKB(b.hfA.Pid(), "VmHWM"))/1024)
 				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)
 			} else {
 				add(r.metric("P6", "peak sampled VmRSS, 8 clients x 1GiB (nginx: master+workers)", "MiB", "lower", "hfcache", "nginx"), s.name, float64(peak.Load())/1024)
@@ -643,12 +727,12 @@ func (b *bench) p4() error {
 			}
 			sort.Float64s(ttfb)
 			a, bl := "hfcache 3 nodes", "nginx 1 node"
-			add(r.metric("P4", "64 cold clients, one blob: upstream bytes / file size", "x", "lower", a, bl), s.name, float64(up-up0)/float64(b.sz.P4))
+			add(r.metric("P4", "64 cold clients, one blob: upstream bytes / file size", "x", "lower", a, bl).want("A", "<=", 1.01), s.name, float64(up-up0)/float64(b.sz.P4))
 			add(r.metric("P4", "TTFB min", "ms", "lower", a, bl), s.name, ttfb[0])
 			add(r.metric("P4", "TTFB median", "ms", "lower", a, bl), s.name, *median(ttfb))
 			add(r.metric("P4", "TTFB max", "ms", "lower", a, bl), s.name, ttfb[len(ttfb)-1])
 			// 1 = every client's first byte came before the last upstream byte.
-			add(r.metric("P4", "clients with first byte before the fill ended", "fraction", "higher", a, bl), s.name, float64(before)/float64(len(fs)))
+			add(r.metric("P4", "clients with first byte before the fill ended", "fraction", "higher", a, bl).want("A", ">=", 1), s.name, float64(before)/float64(len(fs)))
 			add(r.metric("P4", "wall time, all 64 done", "s", "lower", a, bl), s.name, el.Seconds())
 		}
 	}
@@ -688,7 +772,7 @@ func (b *bench) p5() error {
 				return err
 			}
 			v := float64(f.bytes) / mib / f.end.Sub(f.start).Seconds()
-			m := r.metric("P5", "warm 1GiB, one client: throughput", "MiB/s", "higher", "via non-owner", "from owner")
+			m := r.metric("P5", "warm 1GiB, one client: throughput", "MiB/s", "higher", "via non-owner", "from owner").want("A/B", ">=", 0.8)
 			if n == own {
 				m.BVals = append(m.BVals, v)
 			} else {
@@ -730,7 +814,7 @@ func (b *bench) p7() error {
 				return err
 			}
 			ms := float64(f.firstByte.Sub(f.start).Microseconds()) / 1000
-			m := r.metric("P7", "cold file: time to first byte", "ms", "lower", "hfcache", "direct Hub")
+			m := r.metric("P7", "cold file: time to first byte", "ms", "lower", "hfcache", "direct Hub").want("A-B", "<=", 5)
 			m2 := r.metric("P7", "cold file: time to first byte (vs nginx)", "ms", "lower", "hfcache", "nginx")
 			switch t.name {
 			case "hfcache":

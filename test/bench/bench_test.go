@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -108,6 +109,27 @@ func TestQuick(t *testing.T) {
 			t.Errorf("P2 req/s = %v", m.AMed)
 		}
 	}
+	// Every target of the issue sits on its row, and is judged wherever
+	// both of the row's columns were measured.
+	targets := map[string]int{"P1": 4, "P2": 2, "P3": 1, "P4": 2, "P5": 1, "P6": 1, "P7": 1}
+	for _, m := range rep.Metrics {
+		if m.Target == nil {
+			continue
+		}
+		targets[m.Phase]--
+		judgeable := m.Target.Of == "A" || (m.Target.Of == "A/B" && m.Ratio != nil) || (m.Target.Of == "A-B" && m.BMed != nil)
+		if judgeable != (m.Met != nil) {
+			t.Errorf("%s %q: target %v, met %v", m.Phase, m.Name, m.Target, m.Met)
+		}
+	}
+	for p, n := range targets {
+		if n != 0 {
+			t.Errorf("%s: %d targets not found on its rows", p, n)
+		}
+	}
+	if !strings.Contains(out.String(), "targets met: ") {
+		t.Error("the table does not say how many targets were met")
+	}
 	var back Report
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
@@ -116,4 +138,39 @@ func TestQuick(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Metrics) != len(rep.Metrics) {
 		t.Fatalf("JSON report: %v (%d metrics)", err, len(back.Metrics))
 	}
+}
+
+func TestTargetJudged(t *testing.T) {
+	v := func(x float64) []float64 { return []float64{x} }
+	cases := []struct {
+		m    Metric
+		want *bool
+	}{
+		{Metric{AVals: v(2.2), BVals: v(2), Target: &Target{"A/B", ">=", 1.1}}, ptr(true)},
+		{Metric{AVals: v(2.1), BVals: v(2), Target: &Target{"A/B", ">=", 1.1}}, ptr(false)},
+		{Metric{AVals: v(2.1), Target: &Target{"A/B", ">=", 1.1}}, nil}, // no B column
+		{Metric{AVals: v(0.9), BVals: v(1), Target: &Target{"A/B", "<=", 1}}, ptr(true)},
+		{Metric{AVals: v(72), Target: &Target{"A", "<=", 72}}, ptr(true)},
+		{Metric{AVals: v(3.9), Target: &Target{"A", ">=", 4}}, ptr(false)},
+		{Metric{AVals: v(6.9), BVals: v(1.8), Target: &Target{"A-B", "<=", 5}}, ptr(false)},
+		{Metric{AVals: v(4.9), BVals: v(1.8), Target: &Target{"A-B", "<=", 5}}, ptr(true)},
+		{Metric{AVals: v(1)}, nil}, // no target
+	}
+	for i, c := range cases {
+		r := Report{Metrics: []*Metric{&c.m}}
+		r.finish()
+		got := c.m.Met
+		if (got == nil) != (c.want == nil) || (got != nil && *got != *c.want) {
+			t.Errorf("case %d (%v): met %v, want %v", i, c.m.Target, fmtBool(got), fmtBool(c.want))
+		}
+	}
+}
+
+func ptr(b bool) *bool { return &b }
+
+func fmtBool(b *bool) string {
+	if b == nil {
+		return "nil"
+	}
+	return strconv.FormatBool(*b)
 }

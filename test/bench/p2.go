@@ -18,9 +18,9 @@ func (b *bench) p2() error {
 			if err != nil {
 				return err
 			}
-			add(r.metric("P2", "warm 4KiB, 64 keep-alive clients: requests/s", "req/s", "higher", "hfcache", "nginx"), s.name, res.rps())
+			add(r.metric("P2", "warm 4KiB, 64 keep-alive clients: requests/s", "req/s", "higher", "hfcache", "nginx").want("A/B", ">=", 1.2), s.name, res.rps())
 			add(r.metric("P2", "warm 4KiB: p50 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.50).Microseconds())/1000)
-			add(r.metric("P2", "warm 4KiB: p99 latency", "ms", "lower", "hfcache", "nginx"), s.name, float64(res.quantile(0.99).Microseconds())/1000)
+			add(r.metric("P2", "warm 4KiB: p99 latency", "ms", "lower", "hfcache", "nginx").want("A/B", "<=", 1), s.name, float64(res.quantile(0.99).Microseconds())/1000)
 			if res.requests > 0 {
 				add(r.metric("P2", "warm 4KiB: load generator CPU per request (bench process)", "µs", "lower", "hfcache", "nginx"), s.name, float64(cpu.Nanoseconds())/1000/float64(res.requests))
 			}
