@@ -288,6 +288,7 @@ func (b *bench) onClose(f func()) {
 }
 
 func (b *bench) close() {
+	b.client.CloseIdleConnections()
 	b.mu.Lock()
 	cs := b.closers
 	b.closers = nil
