@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,12 +63,13 @@ type Cluster struct {
 	t     *testing.T
 	opts  Options
 	Nodes []*Node
+	logs  *logTail // every node's log lines, printed if the test fails
 }
 
 // New starts n nodes; the second and later join the first.
 func New(t *testing.T, opts Options, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, opts: opts}
+	c := &Cluster{t: t, opts: opts, logs: newLogTail(t)}
 	for i := 0; i < n; i++ {
 		c.Add()
 	}
@@ -89,16 +91,16 @@ func Tune(mc *memberlist.Config) {
 	mc.TCPTimeout = 2 * time.Second
 }
 
-func logger(t *testing.T, name string) *slog.Logger {
+func (c *Cluster) logger(name string) *slog.Logger {
 	if testing.Verbose() {
 		// memberlist's probe goroutines may log a moment after Shutdown
 		// returns; once the test's cleanups are done, those lines are
 		// dropped rather than logged to a finished test (a panic).
 		done := new(atomic.Bool)
-		t.Cleanup(func() { done.Store(true) })
-		return slog.New(slog.NewTextHandler(tlog{t, done}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+		c.t.Cleanup(func() { done.Store(true) })
+		return slog.New(slog.NewTextHandler(tlog{c.t, done}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 }
 
 type tlog struct {
@@ -113,12 +115,50 @@ func (w tlog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// logTailLines is how many of the nodes' last log lines a failed test
+// prints.
+const logTailLines = 300
+
+// logTail keeps the last log lines of a test's nodes and prints them if
+// the test fails: a flake under load then comes with what the nodes saw
+// (a peer marked suspect, an owner unreachable), without -v.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+	done  bool
+}
+
+func newLogTail(t *testing.T) *logTail {
+	l := &logTail{}
+	t.Cleanup(func() { // registered first: runs after the nodes stopped
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.done = true
+		if t.Failed() && len(l.lines) > 0 {
+			t.Logf("the nodes' last %d log lines:\n%s", len(l.lines), strings.Join(l.lines, ""))
+		}
+	})
+	return l
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		if len(l.lines) == logTailLines {
+			l.lines = append(l.lines[:0], l.lines[1:]...)
+		}
+		l.lines = append(l.lines, string(p))
+	}
+	return len(p), nil
+}
+
 // Add starts one more node, joining the first.
 func (c *Cluster) Add() *Node {
 	t := c.t
 	t.Helper()
 	name := fmt.Sprintf("node%d", len(c.Nodes)+1)
-	log := logger(t, name)
+	log := c.logger(name)
 
 	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 30, Logger: log})
 	if err != nil {
