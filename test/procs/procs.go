@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -253,30 +254,77 @@ func IsServing(line string) bool {
 // FreeAddr reserves a loopback address for a process to bind later: one
 // whose TCP and UDP ports are free now (gossip binds UDP on the TCP port)
 // and that no other call in this process returned.
+//
+// The port comes from outside the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range) when there is room below or above it. A
+// test that restarts a node on its old address (Raft's address must not
+// change) then cannot find it taken by a listener another node bound to
+// port 0 meanwhile: that happened in TestReplicatedConfiguration, where a
+// restarted node's admin port got the stopped node's Raft port.
 func FreeAddr() (string, error) {
 	handedOut.mu.Lock()
 	defer handedOut.mu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
+	lo, hi, ok := nonEphemeralPorts()
+	for range 200 {
+		var addr string
+		if ok {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		} else {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return "", err
+			}
+			addr = l.Addr().String()
+			l.Close()
 		}
-		addr := l.Addr().String()
-		u, uerr := net.ListenPacket("udp", addr)
-		l.Close()
-		if uerr != nil {
-			continue
-		}
-		u.Close()
 		// The kernel may hand a just-closed port out again; an address given
 		// to one process must not be given to the next.
-		if handedOut.addrs[addr] {
+		if handedOut.addrs[addr] || !bindable(addr) {
 			continue
 		}
 		handedOut.addrs[addr] = true
 		return addr, nil
 	}
-	return "", errors.New("no free TCP+UDP port on 127.0.0.1 after 100 tries")
+	return "", errors.New("no free TCP+UDP port on 127.0.0.1 after 200 tries")
+}
+
+// bindable reports whether addr's TCP and UDP ports can both be bound now.
+func bindable(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	u.Close()
+	return true
+}
+
+// nonEphemeralPorts is a range [lo, hi) of ports the kernel never picks
+// for a bind to port 0: below its ephemeral range, or above it.
+func nonEphemeralPorts() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	first, err1 := strconv.Atoi(f[0])
+	last, err2 := strconv.Atoi(f[1])
+	switch {
+	case err1 != nil || err2 != nil:
+		return 0, 0, false
+	case first >= 12000: // Linux's default is 32768-60999
+		return 10000, first, true
+	case last <= 63000:
+		return last + 1, 65536, true
+	}
+	return 0, 0, false
 }
 
 // handedOut is every address FreeAddr returned in this process.
