@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,15 +122,18 @@ func derived[T any](v T) T {
 
 // get returns the entry at bucket/key, and whether it exists.
 func get[T any](c *metaCache, bucket, key string) (T, bool) {
-	var buf [256]byte
-	return lookup[T](c, bucket, append(buf[:0], key...))
+	var buf [384]byte
+	return lookup[T](c, append(bucketKey(buf[:0], bucket), key...))
 }
 
-// lookup is get with the key as bytes: a hit in memory allocates nothing.
-func lookup[T any](c *metaCache, bucket string, key []byte) (T, bool) {
+// bucketKey starts a lookup key: the bucket, then a 0 byte; the entry's
+// key follows.
+func bucketKey(b []byte, bucket string) []byte { return append(append(b, bucket...), 0) }
+
+// lookup is get with the whole key ("bucket\x00key") built by the
+// caller, usually in a stack array: a hit in memory allocates nothing.
+func lookup[T any](c *metaCache, k []byte) (T, bool) {
 	var zero T
-	var buf [384]byte
-	k := append(append(append(buf[:0], bucket...), 0), key...)
 	c.mu.Lock()
 	if e, ok := c.items[string(k)]; ok {
 		c.ll.MoveToFront(e)
@@ -138,10 +142,11 @@ func lookup[T any](c *metaCache, bucket string, key []byte) (T, bool) {
 		return v, ok
 	}
 	c.mu.Unlock()
+	bucket, key, _ := strings.Cut(string(k), "\x00") // a miss: copying is fine
 	raw, ok := c.queued(k)
 	var err error
 	if !ok {
-		raw, ok, err = c.st.GetMeta(bucket, string(key))
+		raw, ok, err = c.st.GetMeta(bucket, key)
 	}
 	if err != nil {
 		c.log.Warn("reading metadata", "bucket", bucket, "err", err)

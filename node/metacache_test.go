@@ -104,7 +104,7 @@ func TestFileEntryDerivedInMemoryAndFromDisk(t *testing.T) {
 	check("after put", got, ok)
 
 	fresh := newMetaCache(LocalStore(st), 8, log) // a restarted node: memory empty
-	got, ok = lookup[fileEntry](fresh, bucketFiles, []byte("k"))
+	got, ok = get[fileEntry](fresh, bucketFiles, "k")
 	check("from the store", got, ok)
 
 	// An entry that is not found derives nothing.

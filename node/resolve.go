@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,6 +104,17 @@ type fileEntry struct {
 	sizeText string
 }
 
+// withDefaults fills the type and disposition the Hub left out, as its CDN
+// would answer them for path p.
+func (fe *fileEntry) withDefaults(p hf.Path) {
+	if fe.ContentType == "" {
+		fe.ContentType = contentTypeFor(p)
+	}
+	if fe.ContentDisposition == "" {
+		fe.ContentDisposition = contentDisposition(p)
+	}
+}
+
 // derive fills the entry's formatted fields; the metadata cache calls it
 // for each entry it keeps in memory.
 func (fe *fileEntry) derive() {
@@ -180,7 +190,7 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	token := r.upstreamToken(req.Access, req.Token)
 	var sb, kb keyBuf
 	if req.Revision.IsCommit() && n.access.allowed(appendScope(sb[:0], r, req.Repo), token, n.cfg.AuthTTL) {
-		if fe, ok := lookup[fileEntry](n.meta, bucketFiles, appendFileKey(kb[:0], r, req.Repo, string(req.Revision), req.Path)); ok {
+		if fe, ok := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, string(req.Revision), req.Path)); ok {
 			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
 		}
 	}
@@ -257,11 +267,11 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	commit := ""
 	if req.Revision.IsCommit() {
 		commit = string(req.Revision)
-	} else if ref, ok := lookup[refEntry](n.meta, bucketRefs, appendRefKey(kb[:0], r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
+	} else if ref, ok := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
 		commit = ref.Commit
 	}
 	if commit != "" && n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
-		if fe, ok := lookup[fileEntry](n.meta, bucketFiles, appendFileKey(kb[:0], r, req.Repo, commit, req.Path)); ok {
+		if fe, ok := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, commit, req.Path)); ok {
 			return n.fileFrom(r, req, commit, fe, token, false)
 		}
 	}
@@ -326,12 +336,13 @@ func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf
 	fe := fileEntry{
 		Blob:               id.String(),
 		Size:               meta.Size,
-		ContentType:        cmp.Or(meta.ContentType, contentTypeFor(p)),
-		ContentDisposition: cmp.Or(meta.ContentDisposition, contentDisposition(p)),
+		ContentType:        meta.ContentType,
+		ContentDisposition: meta.ContentDisposition,
 		Location:           meta.Location,
 		LocationAt:         n.cfg.Now(),
 		XetHash:            meta.XetHash,
 	}
+	fe.withDefaults(p) // stored with the entry: a hit formats nothing
 	put(n.meta, bucketFiles, fileKey(r, repo, meta.Commit, p), fe)
 	return headResult{commit: meta.Commit, entry: fe}, nil
 }
@@ -385,17 +396,18 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 			RepoCommit: commit,
 		}
 	}
-	id := fe.id
 	if fe.etag == "" {
-		if id, err = hf.ParseBlobID(fe.Blob); err != nil {
-			return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
-		}
+		fe.derive() // a fresh HEAD's entry, or one read before derive existed
 	}
+	if fe.etag == "" {
+		return nil, fmt.Errorf("%w: cached content address %q", hubclient.ErrBadResponse, fe.Blob)
+	}
+	fe.withDefaults(req.Path)
 	f = &File{
 		Repo:               req.Repo,
 		Commit:             commit,
 		Path:               req.Path,
-		Blob:               id,
+		Blob:               fe.id,
 		Size:               fe.Size,
 		ContentType:        fe.ContentType,
 		ContentDisposition: fe.ContentDisposition,
@@ -409,12 +421,6 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 	}
 	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {
 		f.location = fe.Location
-	}
-	if f.ContentType == "" {
-		f.ContentType = contentTypeFor(req.Path)
-	}
-	if f.ContentDisposition == "" {
-		f.ContentDisposition = contentDisposition(req.Path)
 	}
 	return f, nil
 }
