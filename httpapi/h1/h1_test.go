@@ -528,3 +528,40 @@ func TestNetHTTPClient(t *testing.T) {
 		t.Fatalf("fast path served %d of 200", fastHits.Load())
 	}
 }
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (d *deadlineConn) SetReadDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+// TestArmRead: a read deadline is moved only when the one armed is more
+// than an eighth of the wait early, or later than wanted; 0 clears it.
+func TestArmRead(t *testing.T) {
+	dc := &deadlineConn{}
+	c := &conn{nc: dc}
+	c.armRead(time.Minute)
+	c.armRead(time.Minute) // within a minute/8 of the first: kept
+	if len(dc.set) != 1 {
+		t.Fatalf("deadlines set: %v, want one", dc.set)
+	}
+	c.armed = c.armed.Add(-time.Minute / 4) // as if armed 15 s ago
+	c.armRead(time.Minute)
+	if len(dc.set) != 2 || time.Until(dc.set[1]) < 59*time.Second {
+		t.Fatalf("an old deadline was not moved: %v", dc.set)
+	}
+	c.armRead(time.Second) // shorter: the header timeout of a new request
+	if len(dc.set) != 3 || time.Until(dc.set[2]) > time.Second {
+		t.Fatalf("a shorter wait did not move the deadline in: %v", dc.set)
+	}
+	c.armRead(0)
+	c.armRead(0)
+	if len(dc.set) != 4 || !dc.set[3].IsZero() || !c.armed.IsZero() {
+		t.Fatalf("0 did not clear the deadline once: %v", dc.set)
+	}
+}

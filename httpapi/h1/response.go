@@ -247,6 +247,8 @@ func (c *conn) write(p []byte) error {
 	}
 	var err error
 	switch {
+	case c.raw != nil:
+		err = c.raw.write(c.out, p)
 	case len(p) == 0 && len(c.out) == 0:
 	case len(p) == 0:
 		_, err = c.nc.Write(c.out)

@@ -1,0 +1,119 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// tcpPair is a connected pair of TCP sockets on loopback: the server's
+// side (under test) and the client's.
+func tcpPair(t *testing.T) (srv, cli *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); c.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+// TestRawIOWrite: a head and a body far larger than the socket buffers
+// arrive whole and in order, through partial writes and waits for room;
+// empty parts are skipped.
+func TestRawIOWrite(t *testing.T) {
+	srv, cli := tcpPair(t)
+	srv.SetWriteBuffer(16 << 10)
+	cli.SetReadBuffer(16 << 10)
+	r := newRawIO(srv)
+	if r == nil {
+		t.Fatal("no rawIO for a TCP connection")
+	}
+	head := []byte("HTTP/1.1 200 OK\r\n\r\n")
+	body := make([]byte, 8<<20+123)
+	for i := range body {
+		body[i] = byte(i ^ i>>9 ^ i>>17)
+	}
+	want := append(append([]byte{}, head...), body...)
+	want = append(want, "tail"...)
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(cli)
+		got <- b
+	}()
+	for _, w := range [][2][]byte{{nil, nil}, {head, body}, {nil, []byte("ta")}, {[]byte("il"), nil}} {
+		if err := r.write(w[0], w[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.CloseWrite()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("client got %d bytes, want %d (equal prefix: %v)", len(b), len(want), bytes.HasPrefix(want, b))
+	}
+}
+
+// TestRawIOWriteDeadline: a write to a client that does not read ends at
+// the write deadline with the usual error.
+func TestRawIOWriteDeadline(t *testing.T) {
+	srv, _ := tcpPair(t)
+	r := newRawIO(srv)
+	srv.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	err := r.write([]byte("head"), make([]byte, 64<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write to a stalled client: %v, want a deadline error", err)
+	}
+}
+
+// TestRawIORead: reads return what was sent, then io.EOF; the read
+// deadline holds; a write to a closed peer fails.
+func TestRawIORead(t *testing.T) {
+	srv, cli := tcpPair(t)
+	r := newRawIO(srv)
+	srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 64)
+	if n, err := r.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with nothing sent: %d, %v; want a deadline error", n, err)
+	}
+	srv.SetReadDeadline(time.Time{})
+	if n, err := r.Read(nil); n != 0 || err != nil {
+		t.Fatalf("empty read: %d, %v", n, err)
+	}
+	cli.Write([]byte("GET / HTTP/1.1\r\n"))
+	cli.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "GET / HTTP/1.1\r\n" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if n, err := r.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("read after EOF: %d, %v", n, err)
+	}
+	// The peer is gone: the first write may still be accepted by the
+	// kernel, a later one fails.
+	var werr error
+	for i := 0; i < 100 && werr == nil; i++ {
+		werr = r.write([]byte("x"), make([]byte, 64<<10))
+	}
+	if werr == nil {
+		t.Fatal("writes to a closed peer kept succeeding")
+	}
+	srv.Close()
+	if err := r.write([]byte("x"), nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write on a closed connection: %v, want net.ErrClosed", err)
+	}
+	if _, err := r.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read on a closed connection: %v, want net.ErrClosed", err)
+	}
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package h1
+
+import "net"
+
+// rawIO is Linux's (rawio_linux.go); elsewhere connections use net.Conn.
+type rawIO struct{}
+
+func newRawIO(net.Conn) *rawIO { return nil }
+
+func (*rawIO) Read([]byte) (int, error) { panic("h1: rawIO without a platform") }
+
+func (*rawIO) write(a, b []byte) error { panic("h1: rawIO without a platform") }
