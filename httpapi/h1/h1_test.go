@@ -230,6 +230,13 @@ func testHandler(t *testing.T, fastHits *atomic.Int64) http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, f) // ReadFrom with an *os.File: sendfile
 	})
+	mux.HandleFunc("/bigwrite", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(big[:100])       // small: held with the head
+		w.Write(big[100:])       // one write past rawWriteMax
+		w.(http.Flusher).Flush() // nothing left to send
+	})
 	mux.HandleFunc("/headlen", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1234")
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -295,6 +302,7 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"chunked", "GET", get("/chunked")},
 		{"flushed", "GET", get("/flushed")},
 		{"file", "GET", get("/file")},
+		{"one big write", "GET", get("/bigwrite")},
 		{"file HEAD", "HEAD", head("/file")},
 		{"file range", "GET", get("/file", "Range: bytes=10-99\r\n")},
 		{"file suffix range", "GET", get("/file", "range: bytes=-7\r\n")},

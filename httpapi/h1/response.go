@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// rawWriteMax is the largest write made with a raw system call (see
+// rawIO): a larger one copies long enough that the runtime should be free
+// to run other goroutines on the processor meanwhile, as it does for a
+// plain Write.
+const rawWriteMax = 64 << 10
+
 // holdBack is how much body the fast path keeps before the response's
 // length is known: a handler that writes less and returns gets a
 // Content-Length and one write; more, and the response is chunked.
@@ -247,7 +253,7 @@ func (c *conn) write(p []byte) error {
 	}
 	var err error
 	switch {
-	case c.raw != nil:
+	case c.raw != nil && len(c.out)+len(p) <= rawWriteMax:
 		err = c.raw.write(c.out, p)
 	case len(p) == 0 && len(c.out) == 0:
 	case len(p) == 0:
