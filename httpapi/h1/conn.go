@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,9 @@ type conn struct {
 	raw    *rawIO        // nc's socket, where the platform has it
 	active atomic.Bool   // serving a request (see Listener.track)
 	armed  time.Time     // the read deadline set on nc, zero for none
+	served int           // requests answered
+	begun  bool          // a request's first bytes are buffered
+	timed  bool          // the header timeout is armed for that request
 	br     *bufio.Reader
 	remote string
 
@@ -36,43 +40,78 @@ type conn struct {
 // serve reads and answers requests until the client closes the connection,
 // a request is not simple (the connection goes to net/http), or the
 // Listener closes.
+//
+// With raw I/O the whole conversation runs inside one RawConn.Read: step
+// returns errWouldBlock when it needs bytes that have not arrived, and
+// the callback's false parks the goroutine in the netpoller until they
+// do. Readiness is reset only once, when RawConn.Read starts, so a
+// request that arrives while the previous one is being answered is not
+// missed; and a read that left the socket empty is not followed by one
+// that would only return EAGAIN (see rawIO).
 func (c *conn) serve() {
-	handed := false
-	defer func() {
-		if !handed {
-			c.nc.Close()
-			c.l.forget(c)
+	var err error
+	if c.raw != nil {
+		err = c.raw.run(c.step)
+	} else {
+		err = c.step()
+	}
+	if err == errHandOver {
+		c.l.handOver(c)
+		return
+	}
+	c.nc.Close()
+	c.l.forget(c)
+}
+
+var (
+	errWouldBlock = errors.New("h1: no data yet")
+	errHandOver   = errors.New("h1: not a simple request")
+	errDone       = errors.New("h1: connection done")
+)
+
+// step answers the requests of the connection one after the other,
+// reading as it needs bytes. It returns errWouldBlock when it must wait
+// for the client (raw I/O only; it is called again when bytes arrive),
+// errHandOver when a request is for net/http, and any other error when
+// the connection must close.
+func (c *conn) step() error {
+	for {
+		if !c.begun {
+			if c.br.Buffered() == 0 {
+				wait := c.l.cfg.IdleTimeout
+				if c.served == 0 {
+					wait = c.l.cfg.ReadHeaderTimeout
+				}
+				c.armRead(wait)
+				if c.raw != nil && c.raw.emptied() {
+					return errWouldBlock
+				}
+				if _, err := c.br.Peek(1); err != nil {
+					return err
+				}
+			}
+			if !c.l.track(c, true) {
+				return errDone
+			}
+			// The first request's header timeout runs from the connection's start.
+			c.begun, c.timed = true, c.served == 0
 		}
-	}()
-	for first := true; ; first = false {
-		wait := c.l.cfg.IdleTimeout
-		if first {
-			wait = c.l.cfg.ReadHeaderTimeout
-		}
-		c.armRead(wait)
-		if _, err := c.br.Peek(1); err != nil {
-			return
-		}
-		if !c.l.track(c, true) {
-			return
-		}
-		head, err := c.readHead(first)
+		head, err := c.readHead()
 		if err != nil {
-			return
+			return err
 		}
 		var req http.Request
-		ok := head != nil && c.parse(head, &req)
-		if !ok {
-			handed = true
-			c.l.handOver(c)
-			return
+		if head == nil || !c.parse(head, &req) {
+			return errHandOver
 		}
 		c.br.Discard(len(head))
+		c.begun = false
+		c.served++
 		// The read deadline stays: the handler does not read from the
-		// connection (a simple request has no body), and the next turn
-		// of the loop arms it again.
+		// connection (a simple request has no body), and the idle wait
+		// arms it again.
 		if !c.serveRequest(&req) || c.l.noKeep.Load() || !c.l.track(c, false) {
-			return
+			return errDone
 		}
 	}
 }
@@ -100,8 +139,7 @@ func (c *conn) armRead(d time.Duration) {
 // readHead returns the buffered header block of the next request, up to
 // and including its empty line, without consuming it; nil if it does not
 // fit the buffer.
-func (c *conn) readHead(first bool) ([]byte, error) {
-	timed := first
+func (c *conn) readHead() ([]byte, error) {
 	for {
 		n := c.br.Buffered()
 		buf, _ := c.br.Peek(n)
@@ -111,10 +149,10 @@ func (c *conn) readHead(first bool) ([]byte, error) {
 		if n == c.br.Size() {
 			return nil, nil
 		}
-		if !timed {
+		if !c.timed {
 			// The request has begun: from here the header timeout applies.
 			c.armRead(c.l.cfg.ReadHeaderTimeout)
-			timed = true
+			c.timed = true
 		}
 		if _, err := c.br.Peek(n + 1); err != nil {
 			return nil, err

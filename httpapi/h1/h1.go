@@ -30,6 +30,9 @@
 // instead of entering the scheduler's system-call state, which on a busy
 // node woke the runtime's monitor every 20 µs and handed processors
 // between threads. It still waits in the netpoller and honours deadlines.
+// A connection's whole conversation runs inside one RawConn.Read, so after
+// a read that emptied the socket it waits for the next request at once:
+// one read per request instead of a second one that returns EAGAIN.
 // The read deadline is armed once per request and moved only when it has
 // aged by an eighth of its length, and a connection's idle or busy state
 // is an atomic, not a map entry under the Listener's lock.

@@ -573,3 +573,35 @@ func TestArmRead(t *testing.T) {
 		t.Fatalf("0 did not clear the deadline once: %v", dc.set)
 	}
 }
+
+// TestRequestDuringResponse: a request that arrives while the one before
+// it is still being answered (after the read that emptied the socket) is
+// answered, not left waiting for more bytes.
+func TestRequestDuringResponse(t *testing.T) {
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/gate" {
+			started <- struct{}{}
+			<-release
+		}
+		w.Write([]byte(r.URL.Path))
+	})
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(inner, h, Config{IdleTimeout: time.Minute})
+	defer l.Close()
+	c := dial(t, inner.Addr().String())
+	for i := range 20 {
+		c.send(get("/gate"))
+		<-started
+		c.send(get("/next"))
+		release <- struct{}{}
+		for _, want := range []string{"/gate", "/next"} {
+			if ex := c.read("GET"); ex.err != nil || string(ex.body) != want {
+				t.Fatalf("round %d: %q, %v; want %q", i, ex.body, ex.err, want)
+			}
+		}
+	}
+}

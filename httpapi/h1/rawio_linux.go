@@ -9,9 +9,9 @@ import (
 )
 
 // rawIO reads and writes a connection's socket with system calls that do
-// not leave the Go scheduler: syscall.RawSyscall inside RawConn's Read and
-// Write, which still wait in the netpoller on EAGAIN and still honour the
-// connection's deadlines.
+// not leave the Go scheduler: syscall.RawSyscall, inside RawConn's Read
+// and Write, which still wait in the netpoller on EAGAIN and still honour
+// the connection's deadlines.
 //
 // Why: a plain conn.Read or Write enters the scheduler's system-call state
 // (entersyscall/exitsyscall). On a busy node the runtime's monitor thread
@@ -21,17 +21,24 @@ import (
 // futex wake, a context switch, and another one when the write returns
 // and wants its processor back. A non-blocking socket read or write never
 // blocks, so none of that buys anything here (see docs/PERFORMANCE.md, P2).
+//
+// Reads happen inside run, which sets fd.
+// A read that returns less than asked for has emptied the socket; drained
+// records it, so the connection waits for the next request in the
+// netpoller at once instead of reading again for an EAGAIN (the Go
+// netpoller is edge-triggered, and bytes that arrive after the read wake
+// the wait).
 type rawIO struct {
 	rc syscall.RawConn
 
-	// The arguments and results of the call in progress: fields, so that
-	// the two callbacks are made once per connection.
-	rbuf    []byte
-	rn      int
+	fd      uintptr // the socket, inside the RawConn.Read callback
+	drained bool    // the last read emptied the socket
+
+	// The arguments and results of the write in progress: fields, so that
+	// its callback is made once per connection.
 	iov     [2]syscall.Iovec
 	iovN    int
 	errno   syscall.Errno
-	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 }
 
@@ -45,42 +52,53 @@ func newRawIO(nc net.Conn) *rawIO {
 		return nil
 	}
 	r := &rawIO{rc: rc}
-	r.readFn = r.read
 	r.writeFn = r.writev
 	return r
 }
 
-func (r *rawIO) read(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		r.rn, r.errno = int(n), e
-		return true
+// run calls step inside RawConn.Read, and again each time the socket
+// becomes readable after step returned errWouldBlock. It returns step's
+// other error, or the wait's (a deadline, the connection closed).
+func (r *rawIO) run(step func() error) error {
+	var err error
+	werr := r.rc.Read(func(fd uintptr) bool {
+		r.fd, r.drained = fd, false // at the start or after a wake-up: read
+		err = step()
+		return err != errWouldBlock
+	})
+	if err == nil || err == errWouldBlock {
+		return werr
 	}
+	return err
 }
 
-// Read is io.Reader on the socket.
+// emptied reports whether the last read left the socket empty.
+func (r *rawIO) emptied() bool { return r.drained }
+
+// Read is io.Reader on the socket, for use inside run's step only
+// callback only: it reads once, and returns errWouldBlock when no bytes
+// are there.
 func (r *rawIO) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	r.rbuf, r.rn, r.errno = b, 0, 0
-	err := r.rc.Read(r.readFn)
-	r.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, err
-	case r.errno != 0:
-		return 0, os.NewSyscallError("read", r.errno)
-	case r.rn == 0:
-		return 0, io.EOF
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, r.fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case 0:
+			r.drained = int(n) < len(b)
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			r.drained = true
+			return 0, errWouldBlock
+		}
+		return 0, os.NewSyscallError("read", e)
 	}
-	return r.rn, nil
 }
 
 func (r *rawIO) writev(fd uintptr) bool {

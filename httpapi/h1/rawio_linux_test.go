@@ -3,6 +3,7 @@ package h1
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -77,28 +78,51 @@ func TestRawIOWriteDeadline(t *testing.T) {
 	}
 }
 
-// TestRawIORead: reads return what was sent, then io.EOF; the read
-// deadline holds; a write to a closed peer fails.
+// rawRead reads from r as conn.serve does: inside run, waiting in the
+// netpoller whenever a read finds nothing.
+func rawRead(r *rawIO, buf []byte) (n int, err error) {
+	err = r.run(func() error {
+		var rerr error
+		n, rerr = r.Read(buf)
+		return rerr
+	})
+	return n, err
+}
+
+// TestRawIORead: reads return what was sent, and say when they emptied
+// the socket; nothing to read waits in the netpoller until bytes come;
+// then io.EOF. The read deadline holds; a write to a closed peer fails.
 func TestRawIORead(t *testing.T) {
 	srv, cli := tcpPair(t)
 	r := newRawIO(srv)
 	srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	buf := make([]byte, 64)
-	if n, err := r.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if n, err := rawRead(r, buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read with nothing sent: %d, %v; want a deadline error", n, err)
 	}
 	srv.SetReadDeadline(time.Time{})
 	if n, err := r.Read(nil); n != 0 || err != nil {
 		t.Fatalf("empty read: %d, %v", n, err)
 	}
-	cli.Write([]byte("GET / HTTP/1.1\r\n"))
-	cli.Close()
-	b, err := io.ReadAll(r)
-	if err != nil || string(b) != "GET / HTTP/1.1\r\n" {
-		t.Fatalf("read %q, %v", b, err)
+	cli.Write([]byte("0123456789"))
+	if n, err := rawRead(r, buf[:4]); err != nil || string(buf[:n]) != "0123" || r.drained {
+		t.Fatalf("first 4 of 10 bytes: %q, %v, drained %v", buf[:n], err, r.drained)
 	}
-	if n, err := r.Read(buf); n != 0 || err != io.EOF {
-		t.Fatalf("read after EOF: %d, %v", n, err)
+	if n, err := rawRead(r, buf); err != nil || string(buf[:n]) != "456789" || !r.drained {
+		t.Fatalf("the other 6: %q, %v, drained %v", buf[:n], err, r.drained)
+	}
+	got := make(chan string)
+	go func() {
+		n, err := rawRead(r, buf)
+		got <- fmt.Sprintf("%q %v", buf[:n], err)
+	}()
+	cli.Write([]byte("GET / HTTP/1.1\r\n"))
+	if g := <-got; g != `"GET / HTTP/1.1\r\n" <nil>` {
+		t.Fatalf("read that waited: %s", g)
+	}
+	cli.Close()
+	if n, err := rawRead(r, buf); n != 0 || err != io.EOF {
+		t.Fatalf("read after the peer closed: %d, %v", n, err)
 	}
 	// The peer is gone: the first write may still be accepted by the
 	// kernel, a later one fails.
@@ -113,7 +137,7 @@ func TestRawIORead(t *testing.T) {
 	if err := r.write([]byte("x"), nil); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("write on a closed connection: %v, want net.ErrClosed", err)
 	}
-	if _, err := r.Read(buf); !errors.Is(err, net.ErrClosed) {
+	if _, err := rawRead(r, buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read on a closed connection: %v, want net.ErrClosed", err)
 	}
 }
