@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -602,6 +603,119 @@ func TestRequestDuringResponse(t *testing.T) {
 			if ex := c.read("GET"); ex.err != nil || string(ex.body) != want {
 				t.Fatalf("round %d: %q, %v; want %q", i, ex.body, ex.err, want)
 			}
+		}
+	}
+}
+
+// TestRandomConversations drives many connections at once, each with a
+// random mix of requests sent whole, in small pieces, or several at a
+// time before their answers are read (sometimes more than the read buffer
+// holds), sometimes ending with a POST that
+// hands the connection to net/http. Every answer must be the one for its
+// request, in order.
+func TestRandomConversations(t *testing.T) {
+	s := serveBoth(t, testHandler(t, nil))
+	const conns, perConn = 16, 40
+	errs := make(chan error, conns)
+	for i := range conns {
+		go func() {
+			errs <- conversation(s.fast, rand.New(rand.NewPCG(uint64(i), 7)), perConn)
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func conversation(addr string, rng *rand.Rand, n int) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(nc)
+	type pending struct{ method, want string }
+	for sent := 0; sent < n; {
+		// A batch of 1-4 requests, all written before any answer is read;
+		// sometimes 200, more than the server's read buffer holds.
+		size := 1 + rng.IntN(4)
+		if rng.IntN(8) == 0 {
+			size = 200
+		}
+		var batch []pending
+		var raw strings.Builder
+		for range size {
+			k := sent + len(batch)
+			switch rng.IntN(3) {
+			case 0:
+				raw.WriteString(get("/small"))
+				batch = append(batch, pending{"GET", "hello"})
+			case 1:
+				raw.WriteString(head("/small"))
+				batch = append(batch, pending{"HEAD", ""})
+			default:
+				raw.WriteString(get(fmt.Sprintf("/echo?a=%d", k), "User-Agent: r\r\n"))
+				batch = append(batch, pending{"GET", fmt.Sprintf("q=%d body", k)})
+			}
+		}
+		if sent+len(batch) >= n && rng.IntN(2) == 0 {
+			raw.WriteString("POST /echo?a=last HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+			batch = append(batch, pending{"POST", `q=last body="ok"`})
+		}
+		// Whole, or in pieces of 1-40 bytes.
+		b := []byte(raw.String())
+		for len(b) > 0 {
+			m := len(b)
+			if rng.IntN(2) == 0 {
+				m = min(m, 1+rng.IntN(40))
+			}
+			if _, err := nc.Write(b[:m]); err != nil {
+				return err
+			}
+			b = b[m:]
+		}
+		for _, p := range batch {
+			resp, err := http.ReadResponse(br, &http.Request{Method: p.method})
+			if err != nil {
+				return fmt.Errorf("request %d (%s): %v", sent, p.method, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case err != nil:
+				return fmt.Errorf("request %d: body: %v", sent, err)
+			case p.want == "hello" && string(body) != "hello",
+				p.want == "" && len(body) != 0,
+				p.want != "hello" && p.want != "" && !strings.Contains(string(body), p.want):
+				return fmt.Errorf("request %d (%s): got %q, want %q", sent, p.method, body, p.want)
+			}
+			sent++
+		}
+	}
+	return nil
+}
+
+// TestReadFillsBuffer: requests that fill the read buffer exactly, with
+// more waiting in the socket, are all answered. The read that filled the
+// buffer did not empty the socket, so the next request must be read, not
+// waited for: no new bytes will arrive to wake a wait.
+func TestReadFillsBuffer(t *testing.T) {
+	s := serveBoth(t, testHandler(t, nil))
+	one := get("/small")
+	one = get("/small", "X-P: "+strings.Repeat("p", 64-len(one)-len("X-P: \r\n"))+"\r\n")
+	if len(one) != 64 || bufSize%64 != 0 {
+		t.Fatalf("a request of %d bytes does not tile the %d-byte buffer", len(one), bufSize)
+	}
+	n := bufSize/64 + 64
+	c := dial(t, s.fast)
+	c.nc.SetDeadline(time.Now().Add(5 * time.Second))
+	c.send(strings.Repeat(one, n))
+	for i := range n {
+		if ex := c.read("GET"); ex.err != nil || string(ex.body) != "hello" {
+			t.Fatalf("request %d of %d: %q, %v", i, n, ex.body, ex.err)
 		}
 	}
 }
