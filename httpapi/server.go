@@ -258,7 +258,7 @@ func bearer(r *http.Request) string {
 const (
 	hfRequestID   = "X-Request-Id"
 	headerNode    = "X-Hfcache-Node"
-	headerSource  = "X-Hfcache-Source"
+	headerSource  = node.HeaderSource
 	headerStale   = "X-Hfcache-Stale"
 	headerVia     = "X-Hfcache-Via"
 	exposeHeaders = "X-Repo-Commit, X-Request-Id, X-Error-Code, X-Error-Message, X-Total-Count, ETag, Link, Accept-Ranges, Content-Range, Content-Length, X-Linked-Size, X-Linked-ETag, X-Xet-Hash, X-Hfcache-Node, X-Hfcache-Source, X-Hfcache-Stale"

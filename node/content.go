@@ -13,6 +13,10 @@ import (
 	"github.com/hfcache/hfcache/node/store"
 )
 
+// HeaderSource names where a response's bytes come from, one of the
+// Source values below.
+const HeaderSource = "X-Hfcache-Source"
+
 // Where a response's bytes come from (X-Hfcache-Source).
 const (
 	SourceDisk     = "disk"

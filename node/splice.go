@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -17,6 +18,16 @@ import (
 // socket (no copy through user space), instead of a pooled HTTP client
 // connection.
 const spliceThreshold = 1 << 20
+
+// relayLowat is the receive low-water mark (SO_RCVLOWAT) on the owner's
+// socket while a blob the owner sends from its disk is relayed. The relay
+// splices whatever the socket holds each time it turns readable; from a
+// sendfile on loopback that is a segment at a time, so the relay woke and
+// made two splices per ~64 KiB. With the mark the kernel wakes it once
+// this much is queued: fewer wake-ups and larger splices for the same
+// bytes (see docs/PERFORMANCE.md, P5). A blob the owner is still filling
+// arrives at the Hub's pace and is relayed as it comes, without the mark.
+const relayLowat = 1 << 20
 
 // blobDirect asks a peer for a blob over a fresh TCP connection and returns
 // a response whose body moves bytes with splice(2) when copied into an
@@ -57,7 +68,11 @@ func (p *peerClient) blobDirect(ctx context.Context, peer Peer, f *File, hdr htt
 		resp.Body = closeFuncs{body, func() { stop(); conn.Close() }}
 		return resp, nil
 	}
-	resp.Body = &spliceBody{br: br, conn: conn, left: resp.ContentLength, stop: stop}
+	body := &spliceBody{br: br, conn: conn, left: resp.ContentLength, stop: stop}
+	if resp.Header.Get(HeaderSource) == SourceDisk {
+		body.lowat = relayLowat
+	}
+	resp.Body = body
 	return resp, nil
 }
 
@@ -65,10 +80,11 @@ func (p *peerClient) blobDirect(ctx context.Context, peer Peer, f *File, hdr htt
 // connection. WriteTo first flushes what the header parser buffered, then
 // hands the socket to the destination's ReadFrom, which splices.
 type spliceBody struct {
-	br   *bufio.Reader
-	conn net.Conn
-	left int64
-	stop func() bool
+	br    *bufio.Reader
+	conn  net.Conn
+	left  int64
+	lowat int // the receive low-water mark for all but the last lowat bytes; 0: none
+	stop  func() bool
 }
 
 func (b *spliceBody) Read(p []byte) (int, error) {
@@ -98,14 +114,47 @@ func (b *spliceBody) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
-	lr := &io.LimitedReader{R: b.conn, N: b.left}
-	n, err := io.Copy(w, lr)
-	total += n
-	b.left -= n
-	if err == nil && b.left > 0 {
-		err = io.ErrUnexpectedEOF
+	copyN := func(n int64) error {
+		m, err := io.Copy(w, &io.LimitedReader{R: b.conn, N: n})
+		total += m
+		b.left -= m
+		if err == nil && m < n {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
 	}
-	return total, err
+	if b.lowat > 0 && b.left > 2*int64(b.lowat) {
+		// The mark holds until the last lowat bytes: up to then at least
+		// that many are still to come, so every wait ends. The last ones
+		// are read with the default mark and need no end of stream.
+		if setRcvLowat(b.conn, b.lowat) {
+			err := copyN(b.left - int64(b.lowat))
+			setRcvLowat(b.conn, 1)
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, copyN(b.left)
+}
+
+// setRcvLowat sets c's SO_RCVLOWAT; false if it could not.
+func setRcvLowat(c net.Conn, n int) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
 }
 
 func (b *spliceBody) Close() error {
