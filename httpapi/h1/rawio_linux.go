@@ -22,12 +22,11 @@ import (
 // and wants its processor back. A non-blocking socket read or write never
 // blocks, so none of that buys anything here (see docs/PERFORMANCE.md, P2).
 //
-// Reads happen inside run, which sets fd.
-// A read that returns less than asked for has emptied the socket; drained
-// records it, so the connection waits for the next request in the
-// netpoller at once instead of reading again for an EAGAIN (the Go
-// netpoller is edge-triggered, and bytes that arrive after the read wake
-// the wait).
+// Reads happen inside run, which sets fd. A read that returns less than
+// asked for has emptied the socket; drained records it, so the connection
+// waits for the next request in the netpoller at once instead of reading
+// again for an EAGAIN (the Go netpoller is edge-triggered, and bytes that
+// arrive after the read wake the wait).
 type rawIO struct {
 	rc syscall.RawConn
 
@@ -75,9 +74,8 @@ func (r *rawIO) run(step func() error) error {
 // emptied reports whether the last read left the socket empty.
 func (r *rawIO) emptied() bool { return r.drained }
 
-// Read is io.Reader on the socket, for use inside run's step only
-// callback only: it reads once, and returns errWouldBlock when no bytes
-// are there.
+// Read is io.Reader on the socket, for use inside run's step only: it
+// reads once, and returns errWouldBlock when no bytes are there.
 func (r *rawIO) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
