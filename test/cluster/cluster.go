@@ -81,9 +81,13 @@ func New(t *testing.T, opts Options, n int) *Cluster {
 // that a loaded 2-core machine running -race declares busy nodes dead: a
 // false suspicion moves blobs to another owner, which fills them again (a
 // 150 ms probe timeout did that to TestHotDuringColdFillStaysOneFetch about
-// one run in four while the other packages' tests ran).
+// one run in four while the other packages' tests ran). A probe waits
+// ProbeTimeout for a direct ack, then asks other members to probe for the
+// rest of ProbeInterval; with the two equal there was no time left for
+// that, and one late ack made a member suspect (TestPerNodeMetrics failed
+// so in CI: node2 suspected node3 and sent its request to another owner).
 func Tune(mc *memberlist.Config) {
-	mc.ProbeInterval = 400 * time.Millisecond
+	mc.ProbeInterval = time.Second
 	mc.ProbeTimeout = 400 * time.Millisecond
 	mc.GossipInterval = 20 * time.Millisecond
 	mc.PushPullInterval = 500 * time.Millisecond
