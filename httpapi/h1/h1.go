@@ -90,9 +90,8 @@ type Listener struct {
 	date     atomic.Pointer[cachedDate]
 	acceptWG sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*conn]struct{} // every connection the Listener serves
+	mu    sync.Mutex
+	conns map[*conn]struct{} // every connection the Listener serves
 }
 
 // NewListener serves simple requests on connections accepted from inner
@@ -180,7 +179,6 @@ func (l *Listener) Close() error {
 		close(l.done)
 		l.inner.Close()
 		l.mu.Lock()
-		l.closed = true
 		for c := range l.conns {
 			if !c.active.Load() {
 				c.nc.Close()
@@ -227,12 +225,14 @@ func (l *Listener) Wait(ctx context.Context) error {
 // own).
 func (l *Listener) SetKeepAlivesEnabled(v bool) { l.noKeep.Store(!v) }
 
-// add records a new connection. It reports false once the Listener is
-// closed: the connection must then close.
+// add records a new connection. It reports false once Close has begun:
+// the connection must then close. Close sets shutting before it takes the
+// lock to close the idle connections, so one added after that is refused
+// here, and one added before is in the map it walks.
 func (l *Listener) add(c *conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.shutting.Load() {
 		return false
 	}
 	l.conns[c] = struct{}{}
