@@ -567,12 +567,14 @@ func add(m *Metric, srv string, v float64) {
 	}
 }
 
-// ordered alternates which server goes first, round by round.
+// ordered rotates which server goes first, round by round (two servers
+// alternate).
 func ordered(s []server, round int) []server {
-	if round%2 == 1 && len(s) == 2 {
-		return []server{s[1], s[0]}
+	if len(s) < 2 {
+		return s
 	}
-	return s
+	k := round % len(s)
+	return append(append([]server(nil), s[k:]...), s[:k]...)
 }
 
 // P1: warm hits, 8 concurrent clients, of a 16 MiB file (back to back for

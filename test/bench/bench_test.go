@@ -11,6 +11,13 @@ import (
 	"testing"
 )
 
+// TestMain lets the test binary serve P2's reference when the bench under
+// test starts it as a child (startRef runs os.Executable()).
+func TestMain(m *testing.M) {
+	serveRefFromEnv()
+	os.Exit(m.Run())
+}
+
 // TestQuick builds hfcache and the fake Hub, then runs the whole bench in
 // -quick mode: every phase on the hfcache side, the load generator end to
 // end, and the nginx columns too when nginx is installed.

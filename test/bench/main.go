@@ -21,6 +21,7 @@ import (
 func nilCtx() context.Context { return context.Background() }
 
 func main() {
+	serveRefFromEnv() // P2's reference server, started by the bench itself
 	var cfg Config
 	flag.StringVar(&cfg.HFBin, "hfcache", "bin/hfcache", "hfcache binary")
 	flag.StringVar(&cfg.HubBin, "fakehub", "bin/fakehub", "fakehub binary (go build -o bin/fakehub ./test/fakehub/cmd/fakehub)")
