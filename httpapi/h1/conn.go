@@ -212,7 +212,7 @@ func (c *conn) parse(head []byte, req *http.Request) bool {
 		}
 	}
 	target := str(line[:sp])
-	u, err := url.ParseRequestURI(target)
+	u, err := parseTarget(target)
 	if err != nil {
 		return false
 	}
@@ -293,6 +293,36 @@ func trimOWS(b []byte) []byte {
 	}
 	return b
 }
+
+// parseTarget is url.ParseRequestURI for an origin-form target (it starts
+// with '/'), with a shortcut for the usual case: a target made only of
+// bytes that a path keeps as they are (plainPathChar: no '%', no '?')
+// parses to a URL whose Path is the target and nothing else, which is what
+// ParseRequestURI returns for it (TestParseTargetSameAsURL), without its
+// unescape and escape passes.
+func parseTarget(target string) (*url.URL, error) {
+	for i := 0; i < len(target); i++ {
+		if !plainPathChar[target[i]] {
+			return url.ParseRequestURI(target)
+		}
+	}
+	return &url.URL{Path: target}, nil
+}
+
+// plainPathChar is the bytes net/url neither unescapes nor escapes in a
+// path: letters, digits, "-._~" and "$&+,/:;=@".
+var plainPathChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-._~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // tokenChar is RFC 9110's tchar.
 var tokenChar = func() (t [256]bool) {

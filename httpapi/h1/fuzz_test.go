@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +46,18 @@ func FuzzParse(f *testing.F) {
 		if std.ContentLength != 0 || len(std.TransferEncoding) != 0 {
 			t.Fatalf("accepted a request with a body: %q", head)
 		}
+	})
+}
+
+// FuzzParseTarget: the shortcut gives what url.ParseRequestURI gives.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"/gpt2/resolve/main/config.json", "/a%2Fb", "/a b", "/a?x=1", "//x", "/a!b", "/$&+,:;=@-._~"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !strings.HasPrefix(s, "/") {
+			return
+		}
+		checkParseTarget(t, s)
 	})
 }
