@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"strconv"
 	"strings"
@@ -310,23 +311,36 @@ func TestSnapshotCatchUp(t *testing.T) {
 	for i := range 100 {
 		idx = apply(t, up, PutRemote(Remote{Name: "r" + strconv.Itoa(i%10), RefTTL: fmt.Sprintf("%ds", i)}))
 	}
-	// Wait until the leader compacted its log past what the down node has.
-	waitFor(t, "leader snapshot", func() bool {
+	// Wait until both nodes compacted their logs past what the down node
+	// has: whichever leads when it comes back must send a snapshot.
+	waitFor(t, "snapshots on both nodes", func() bool {
 		for _, n := range up {
-			if n.s.IsLeader() {
-				first, err := n.s.logs.FirstIndex()
-				return err == nil && first > downLast+1
+			first, err := n.s.logs.FirstIndex()
+			if err != nil || first <= downLast+1 {
+				return false
 			}
 		}
-		return false
+		return true
 	})
+	// Opening restores the node's own latest snapshot, if it has one,
+	// before Open returns; the leader's may be installed any time after,
+	// even before this goroutine next runs, so count what opening alone
+	// restores from the disk rather than reading the counter after Open.
+	local, err := raft.NewFileSnapshotStore(down.dir, 1, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := local.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoredAtOpen := int64(min(len(metas), 1))
 	down.open(t)
-	restoredAtOpen := down.s.fsm.restores.Load()
 	if err := down.s.WaitIndex(ctxFor(t), idx); err != nil {
 		t.Fatal(err)
 	}
-	if down.s.fsm.restores.Load() <= restoredAtOpen {
-		t.Fatal("caught up without installing a snapshot")
+	if got := down.s.fsm.restores.Load(); got <= restoredAtOpen {
+		t.Fatalf("caught up without installing a snapshot (%d restores, %d of them from its own disk)", got, restoredAtOpen)
 	}
 	want := leader(t, nodes...).s.Snapshot()
 	got := down.s.Snapshot()
