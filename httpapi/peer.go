@@ -46,7 +46,7 @@ func (c *Client) servePeer(w http.ResponseWriter, r *http.Request, p string) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, f.ToPeer())
+		writeJSON(w, http.StatusOK, c.node.ToPeer(f))
 	case p == node.PeerAPIPath && r.Method == http.MethodPost:
 		var in node.PeerAPIRequest
 		if err := decodePeer(r, &in); err != nil {

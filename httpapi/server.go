@@ -45,6 +45,7 @@ type Node interface {
 	APILocal(ctx context.Context, req node.APIRequest) (*node.APIResponse, error)
 	OpenLocal(ctx context.Context, f *node.File, onlyDisk bool) (*node.Content, error)
 	FileFromPeer(remote, repository string, repo hf.Repo, p hf.Path, pf node.PeerFile, token string) (*node.File, error)
+	ToPeer(f *node.File) node.PeerFile
 	PeerWarmer
 
 	// Xet (xet.go), and the same as a file's or a xorb's owner.

@@ -56,6 +56,11 @@ type PeerFile struct {
 	Stale              bool   `json:"stale,omitempty"`
 	Location           string `json:"location,omitempty"`
 	XetHash            string `json:"xet_hash,omitempty"`
+	// RefFreshMillis is how much longer the owner holds the branch's or
+	// tag's commit fresh, in milliseconds: the asking node may keep the
+	// commit that long and answer from memory meanwhile. 0 (a commit
+	// revision, a stale answer, an owner without the field): do not keep it.
+	RefFreshMillis int64 `json:"ref_fresh_ms,omitempty"`
 }
 
 // PeerAPIRequest is an APIRequest on the wire between nodes.
@@ -72,10 +77,17 @@ type PeerAPIRequest struct {
 	Token       string      `json:"token,omitempty"`
 }
 
-// ToPeer encodes a resolved file for a peer.
-func (f *File) ToPeer() PeerFile {
-	return PeerFile{Commit: f.Commit, Blob: f.Blob.String(), Size: f.Size, ContentType: f.ContentType,
+// ToPeer encodes a file this node resolved as the repository's owner for
+// the peer that asked.
+func (n *Node) ToPeer(f *File) PeerFile {
+	pf := PeerFile{Commit: f.Commit, Blob: f.Blob.String(), Size: f.Size, ContentType: f.ContentType,
 		ContentDisposition: f.ContentDisposition, Stale: f.Stale, Location: f.location, XetHash: f.XetHash}
+	if !f.refAt.IsZero() && !f.Stale && f.remote != nil {
+		if left := f.remote.RefTTL - n.cfg.Now().Sub(f.refAt); left >= time.Millisecond {
+			pf.RefFreshMillis = left.Milliseconds()
+		}
+	}
+	return pf
 }
 
 // FileFromPeer rebuilds a File that a peer sent (or that a peer asks this

@@ -55,6 +55,10 @@ type File struct {
 	peerOnly   bool   // a hot copy: fill from a peer that holds the blob, never from the Hub
 	etag       string // Blob.ETag(), when it came formatted with a cached entry
 	sizeText   string // Size in decimal, likewise
+	// refAt is when this node learnt the branch or tag's commit from the
+	// Hub (or the moment a peer's answer dates it to); zero for a commit
+	// revision. The owner tells peers how long the commit stays fresh.
+	refAt time.Time
 }
 
 // ETag is the file's ETag header value (the Hub's: the quoted content
@@ -188,11 +192,11 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	var sb, kb keyBuf
-	if req.Revision.IsCommit() && n.access.allowed(appendScope(sb[:0], r, req.Repo), token, n.cfg.AuthTTL) {
-		if fe, ok := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, string(req.Revision), req.Path)); ok {
-			return n.fileFrom(r, req, string(req.Revision), fe, token, false)
-		}
+	// From memory when this node knows the commit (a commit revision, or a
+	// branch's commit still fresh) and the file's metadata at it: on any
+	// node, owner of the repository or not.
+	if f, _, ok, err := n.cachedFile(r, req, token); ok {
+		return f, err
 	}
 	key := scope(r, req.Repo)
 	if n.cluster.Owns(key) {
@@ -218,12 +222,44 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	if err := r.checkSize(f); err != nil {
 		return nil, err
 	}
-	// The owner's answer is the Hub's: remember the immutable part.
+	// The owner's answer is the Hub's: remember the immutable part, and the
+	// branch's commit for as long as the owner holds it fresh, no longer.
 	n.access.accepted(scope(r, req.Repo), token)
 	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
 		Blob: pf.Blob, Size: pf.Size, ContentType: f.ContentType, ContentDisposition: f.ContentDisposition, XetHash: pf.XetHash,
 	})
+	if fresh := time.Duration(pf.RefFreshMillis) * time.Millisecond; fresh > 0 && !req.Revision.IsCommit() && !f.Stale {
+		fresh = min(fresh, r.RefTTL)
+		put(n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision)), refEntry{Commit: f.Commit, At: n.cfg.Now().Add(fresh - r.RefTTL)})
+	}
 	return f, nil
+}
+
+// cachedFile resolves from this node's memory alone: the commit is the
+// revision itself or a fresh cached commit of the branch, the caller may
+// read the repository, and the file's metadata at that commit is cached.
+// ok is false when any of that is missing; commit is then the fresh
+// commit, if there was one (a HEAD by commit instead of by branch).
+func (n *Node) cachedFile(r *Remote, req FileRequest, token string) (f *File, commit string, ok bool, err error) {
+	var sb, kb keyBuf
+	var refAt time.Time
+	if req.Revision.IsCommit() {
+		commit = string(req.Revision)
+	} else if ref, found := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, req.Repo, string(req.Revision))); found && n.cfg.Now().Sub(ref.At) < r.RefTTL {
+		commit, refAt = ref.Commit, ref.At
+	}
+	if commit == "" || !n.access.allowed(appendScope(sb[:0], r, req.Repo), token, n.cfg.AuthTTL) {
+		return nil, commit, false, nil
+	}
+	fe, found := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, commit, req.Path))
+	if !found {
+		return nil, commit, false, nil
+	}
+	f, err = n.fileFrom(r, req, commit, fe, token, false)
+	if f != nil {
+		f.refAt = refAt
+	}
+	return f, commit, true, err
 }
 
 // viaOwner makes a peer call to the owner of key: the first reachable node
@@ -260,27 +296,17 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	var sb, kb keyBuf
-	repoKey := appendScope(sb[:0], r, req.Repo)
-	now := n.cfg.Now()
-
-	commit := ""
-	if req.Revision.IsCommit() {
-		commit = string(req.Revision)
-	} else if ref, ok := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, req.Repo, string(req.Revision))); ok && now.Sub(ref.At) < r.RefTTL {
-		commit = ref.Commit
+	f, commit, ok, err := n.cachedFile(r, req, token)
+	if ok {
+		return f, err
 	}
-	if commit != "" && n.access.allowed(repoKey, token, n.cfg.AuthTTL) {
-		if fe, ok := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, commit, req.Path)); ok {
-			return n.fileFrom(r, req, commit, fe, token, false)
-		}
-	}
+	repoKey := scope(r, req.Repo)
 
 	rev := req.Revision
 	if commit != "" {
 		rev = hf.Revision(commit)
 	}
-	key := "head\x00" + string(repoKey) + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
+	key := "head\x00" + repoKey + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
 	v, err, _ := n.group.Do(key, func() (any, error) {
 		// The shared call must not die with the first caller's request.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -289,11 +315,19 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	})
 	if err == nil {
 		res := v.(headResult)
-		return n.fileFrom(r, req, res.commit, res.entry, token, false)
+		f, err := n.fileFrom(r, req, res.commit, res.entry, token, false)
+		if f != nil && !req.Revision.IsCommit() {
+			// When the branch's commit was learnt: by this HEAD or, when
+			// the HEAD went by a fresh commit, before it.
+			if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision))); ok && ref.Commit == res.commit {
+				f.refAt = ref.At
+			}
+		}
+		return f, err
 	}
 	if errors.Is(err, hubclient.ErrUnreachable) {
 		if f, ok := n.resolveStale(r, req, token); ok {
-			n.log.Warn("hub unreachable, serving cached metadata", "repo", string(repoKey), "revision", req.Revision, "err", err)
+			n.log.Warn("hub unreachable, serving cached metadata", "repo", repoKey, "revision", req.Revision, "err", err)
 			return f, nil
 		}
 	}

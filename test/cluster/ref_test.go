@@ -1,0 +1,108 @@
+package cluster
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hfcache/hfcache/node"
+)
+
+// clock is a node clock the test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// A branch's commit is the repository owner's to resolve, at most once per
+// ref TTL from the Hub. The other nodes keep the owner's answer for what is
+// left of its TTL and serve warm hits from memory meanwhile, instead of
+// asking the owner on every request; and they never keep it longer than
+// the owner does, so a client sees a commit no older than the TTL,
+// whichever node it reaches.
+func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
+	hub := startHub(t)
+	clk := &clock{now: time.Now()}
+	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
+	const ttl = time.Minute // the harness's RefTTL
+	get := func(n *Node) {
+		t.Helper()
+		resp, _ := Get(t, fileURL(n, "config.json"), nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("via %s: %d", n.Name, resp.StatusCode)
+		}
+	}
+	peerResolves := func() (total float64, owner *Node) {
+		for _, n := range c.Nodes {
+			if v := gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_resolve"}); v > 0 {
+				total, owner = total+v, n
+			}
+		}
+		return total, owner
+	}
+	heads := func() int { return hub.Stats().Requests(http.MethodHead, "/"+modelID+"/resolve/") }
+	check := func(step string, wantAsks float64, wantHeads int) {
+		t.Helper()
+		if got, _ := peerResolves(); got != wantAsks || heads() != wantHeads {
+			t.Fatalf("%s: %v resolves asked of the owner, %d HEADs to the Hub; want %v and %d", step, got, heads(), wantAsks, wantHeads)
+		}
+	}
+
+	for _, n := range c.Nodes {
+		get(n)
+	}
+	check("first request through each node", 2, 1)
+	_, owner := peerResolves()
+	var other *Node
+	for _, n := range c.Nodes {
+		if n != owner {
+			other = n
+			break
+		}
+	}
+	for range 5 {
+		for _, n := range c.Nodes {
+			get(n)
+		}
+	}
+	check("warm hits through every node", 2, 1)
+
+	clk.advance(ttl + time.Second)
+	get(owner)
+	check("the owner after the TTL", 2, 2)
+
+	// 50 s into the owner's new TTL a non-owner asks: it may keep the
+	// commit for the 10 s left, not for a TTL of its own.
+	clk.advance(50 * time.Second)
+	get(other)
+	check("a non-owner, its copy expired", 3, 2)
+	get(other)
+	check("the same non-owner again", 3, 2)
+	clk.advance(11 * time.Second)
+	get(other)
+	check("the same non-owner once the owner's TTL ran out", 4, 3)
+
+	// With the Hub down the owner answers from its stale commit; a stale
+	// answer is not kept, so the next request asks again.
+	clk.advance(ttl + time.Second)
+	hub.Close()
+	for i := range 2 {
+		get(other)
+		if got, _ := peerResolves(); got != float64(5+i) {
+			t.Fatalf("stale answer %d: %v resolves asked of the owner, want %d", i+1, got, 5+i)
+		}
+	}
+}
