@@ -7,7 +7,9 @@
 // In a cluster, metadata is resolved by the repository's owner on the
 // consistent-hash ring and bytes are served by the blob's owner; a node that
 // is neither proxies to them (one hop: a forwarded request is served, never
-// forwarded again) and serves from its own disk whatever it holds. A new
+// forwarded again) and serves from its own disk whatever it holds. What the
+// repository's owner answers is kept: a file's metadata at a commit for
+// good, a branch's commit for what is left of the owner's ref TTL. A new
 // owner copies a blob from a previous owner before asking the Hub.
 //
 // The node knows nothing about HTTP routes; the httpapi package parses

@@ -178,11 +178,11 @@ func appendFileKey(b []byte, r *Remote, repo hf.Repo, commit string, p hf.Path) 
 type keyBuf [320]byte
 
 // Resolve answers what a HEAD of the file would: the commit the revision
-// points at and the file's content address and size. Immutable metadata
-// cached here is used when the caller may see the repository; otherwise the
-// repository's owner on the ring answers (it asks the Hub at most once per
-// TTL for the whole cluster), or this node if it owns the repository or no
-// owner can be reached.
+// points at and the file's content address and size. Metadata cached here
+// (immutable, or a branch's commit still fresh) is used when the caller may
+// see the repository; otherwise the repository's owner on the ring answers
+// (it asks the Hub at most once per TTL for the whole cluster), or this
+// node if it owns the repository or no owner can be reached.
 func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	if n.cluster == nil {
 		return n.ResolveLocal(ctx, req)
