@@ -51,6 +51,12 @@ type APIResponse struct {
 	// Hub ("/api/models/x/tree/main?cursor=..."), or "".
 	Next  string `json:"next,omitempty"`
 	Stale bool   `json:"stale,omitempty"`
+	// For a peer that asked the owner: the commit the answer is for, when
+	// it is one (the request's, or its branch's while that is fresh), and
+	// whether the Hub showed it to an anonymous request. A peer keeps such
+	// an answer: at a commit it is immutable.
+	Commit    string `json:"commit,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
 }
 
 // apiEntry is a cached API response. Entries fetched without any token
@@ -66,7 +72,8 @@ type apiEntry struct {
 }
 
 // API answers a repository API call through the repository's owner on the
-// ring, which caches it for the cluster (or locally on a single node).
+// ring, which caches it for the cluster (or locally on a single node). An
+// answer at a commit is immutable, so the node that asked keeps it too.
 func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	r, err := n.admit(req.Remote, req.Repo)
 	if err != nil {
@@ -88,6 +95,21 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 		return n.APILocal(ctx, req)
 	}
 	token := r.upstreamToken(req.Access, req.Token)
+	// An answer at a commit is immutable: kept here from the owner before,
+	// it is served from memory, as the owner would (APILocal), when the
+	// caller may read it. A branch goes by its commit while that is fresh.
+	rev := req.Revision
+	if rev != "" && !rev.IsCommit() {
+		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(rev))); ok && n.cfg.Now().Sub(ref.At) < r.RefTTL {
+			rev = hf.Revision(ref.Commit)
+		}
+	}
+	if rev.IsCommit() {
+		if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok &&
+			(cached.Anonymous || n.access.allowed(appendScope(nil, r, req.Repo), token, n.cfg.AuthTTL)) {
+			return cached.response(false), nil
+		}
+	}
 	var resp APIResponse
 	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerAPIPath, PeerAPIRequest{
 		Remote: r.Name, Type: req.Repo.Type, ID: req.Repo.ID, Endpoint: req.Endpoint, Revision: string(req.Revision),
@@ -98,6 +120,12 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	}
 	if err != nil {
 		return nil, err
+	}
+	if resp.Status == http.StatusOK && !resp.Stale && hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)) {
+		n.access.accepted(scope(r, req.Repo), token)
+		put(n.meta, bucketAPI, apiKey(r, req, hf.Revision(resp.Commit)), apiEntry{
+			Status: resp.Status, ContentType: resp.ContentType, Body: resp.Body, Next: resp.Next, At: n.cfg.Now(), Anonymous: resp.Anonymous,
+		})
 	}
 	return &resp, nil
 }
@@ -122,11 +150,19 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 			rev = hf.Revision(ref.Commit)
 		}
 	}
+	// forPeer marks what a peer may keep: an answer at a commit.
+	forPeer := func(e apiEntry) *APIResponse {
+		resp := e.response(false)
+		if rev.IsCommit() {
+			resp.Commit, resp.Anonymous = string(rev), e.Anonymous
+		}
+		return resp
+	}
 	key := apiKey(r, req, rev)
 	cached, ok := get[apiEntry](n.meta, bucketAPI, key)
 	mayRead := ok && (cached.Anonymous || n.access.allowed(repoKey, token, n.cfg.AuthTTL))
 	if mayRead && (rev.IsCommit() || now.Sub(cached.At) < r.RefTTL) {
-		return cached.response(false), nil
+		return forPeer(cached), nil
 	}
 
 	v, err, _ := n.group.Do("api\x00"+key+"\x00"+tokenHash(token), func() (any, error) {
@@ -135,7 +171,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 		return n.apiUpstream(hctx, r, req, rev, token, key)
 	})
 	if err == nil {
-		return v.(apiEntry).response(false), nil
+		return forPeer(v.(apiEntry)), nil
 	}
 	if !errors.Is(err, hubclient.ErrUnreachable) {
 		return nil, err

@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/test/fakehub"
 )
 
 // clock is a node clock the test moves by hand.
@@ -103,6 +106,104 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 		get(other)
 		if got, _ := peerResolves(); got != float64(5+i) {
 			t.Fatalf("stale answer %d: %v resolves asked of the owner, want %d", i+1, got, 5+i)
+		}
+	}
+}
+
+// A repository API answer at a commit is immutable: a node that asked the
+// owner for it once keeps it and answers from memory after, also once the
+// ref TTL has passed, and also for the branch while the branch's commit is
+// fresh there.
+func TestNonOwnersKeepAPIAnswersAtACommit(t *testing.T) {
+	hub := startHub(t)
+	clk := &clock{now: time.Now()}
+	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
+	sha := hub.Ref(hf.Model, modelID, "main")
+	tree := func(rev string) string { return "/api/models/" + modelID + "/tree/" + rev }
+	get := func(n *Node, rev string) {
+		t.Helper()
+		resp, body := Get(t, n.URL+tree(rev), nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "config.json") {
+			t.Fatalf("tree %s via %s: %d %s", rev, n.Name, resp.StatusCode, body)
+		}
+	}
+	asks := func() (total float64) {
+		for _, n := range c.Nodes {
+			total += gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
+		}
+		return total
+	}
+	check := func(step string, wantAsks float64, wantUpstream int) {
+		t.Helper()
+		got, up := asks(), hub.Stats().Requests(http.MethodGet, tree(sha))
+		if got != wantAsks || up != wantUpstream {
+			t.Fatalf("%s: %v API calls asked of the owner, %d upstream; want %v and %d", step, got, up, wantAsks, wantUpstream)
+		}
+	}
+
+	for range 3 {
+		for _, n := range c.Nodes {
+			get(n, sha)
+		}
+	}
+	check("the tree at a commit, three times through each node", 2, 1)
+	clk.advance(time.Hour)
+	for _, n := range c.Nodes {
+		get(n, sha)
+	}
+	check("an hour later", 2, 1)
+
+	// Each node learns the branch's commit (a resolve), then lists the
+	// branch: at that commit, from memory.
+	for _, n := range c.Nodes {
+		if resp, _ := Get(t, fileURL(n, "config.json"), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("config via %s: %d", n.Name, resp.StatusCode)
+		}
+	}
+	for _, n := range c.Nodes {
+		get(n, "main")
+	}
+	check("the branch while its commit is fresh", 2, 1)
+}
+
+// A private repository's API answer kept at a node is served from there
+// only to callers the Hub accepted: another token, or none, gets what the
+// Hub would answer them (the statuses come from the Hub itself).
+func TestKeptPrivateAPIAnswersStayPrivate(t *testing.T) {
+	hub := startHub(t)
+	hub.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "acme/private", Private: true, Files: []fakehub.File{
+		{Path: "config.json", Data: []byte(`{}`)},
+	}})
+	hub.AddToken("hf_ok", "alice")
+	hub.AddToken("hf_no", "mallory")
+	hub.Grant("hf_ok", hf.Model, "acme/private")
+	c := New(t, Options{Upstream: hub.URL()}, 3)
+	u := "/api/models/acme/private/tree/" + hub.Ref(hf.Model, "acme/private", "main")
+	auth := func(tok string) http.Header {
+		if tok == "" {
+			return nil
+		}
+		return http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	want := map[string]int{}
+	for _, tok := range []string{"", "hf_no"} {
+		resp, _ := Get(t, hub.URL()+u, auth(tok))
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("the Hub lists a private repo for token %q", tok)
+		}
+		want[tok] = resp.StatusCode
+	}
+	for range 2 {
+		for _, n := range c.Nodes {
+			resp, body := Get(t, n.URL+u, auth("hf_ok"))
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "config.json") {
+				t.Fatalf("approved via %s: %d", n.Name, resp.StatusCode)
+			}
+			for tok, status := range want {
+				if resp, _ := Get(t, n.URL+u, auth(tok)); resp.StatusCode != status {
+					t.Fatalf("token %q via %s: %d, want the Hub's %d", tok, n.Name, resp.StatusCode, status)
+				}
+			}
 		}
 	}
 }
