@@ -90,6 +90,12 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	return resp, err
 }
 
+// maxKeptAPIBody is the largest API answer a node keeps from the owner.
+// The metadata cache is bounded by entries, not bytes, and a copy on every
+// node multiplies what a large listing costs; a larger answer still comes
+// from the owner, which keeps it.
+const maxKeptAPIBody = 1 << 20
+
 func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse, error) {
 	if n.cluster == nil {
 		return n.APILocal(ctx, req)
@@ -121,7 +127,8 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	if err != nil {
 		return nil, err
 	}
-	if resp.Status == http.StatusOK && !resp.Stale && hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)) {
+	if resp.Status == http.StatusOK && !resp.Stale && len(resp.Body) <= maxKeptAPIBody &&
+		hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)) {
 		n.access.accepted(scope(r, req.Repo), token)
 		put(n.meta, bucketAPI, apiKey(r, req, hf.Revision(resp.Commit)), apiEntry{
 			Status: resp.Status, ContentType: resp.ContentType, Body: resp.Body, Next: resp.Next, At: n.cfg.Now(), Anonymous: resp.Anonymous,

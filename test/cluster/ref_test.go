@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -205,5 +206,34 @@ func TestKeptPrivateAPIAnswersStayPrivate(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A listing larger than what a node keeps of the owner's answers (1 MiB)
+// still comes from the owner each time.
+func TestLargeAPIAnswersAreNotKept(t *testing.T) {
+	hub := startHub(t)
+	files := make([]fakehub.File, 10000)
+	for i := range files {
+		files[i] = fakehub.File{Path: fmt.Sprintf("shards/part-%05d-of-10000-with-a-long-name.json", i), Data: []byte("{}")}
+	}
+	hub.AddRepo(fakehub.RepoSpec{Type: hf.Model, ID: "acme/many", Files: files})
+	hub.SetPageSize(len(files))
+	c := New(t, Options{Upstream: hub.URL()}, 3)
+	u := "/api/models/acme/many/tree/" + hub.Ref(hf.Model, "acme/many", "main") + "/shards"
+	for range 2 {
+		for _, n := range c.Nodes {
+			resp, body := Get(t, n.URL+u, nil)
+			if resp.StatusCode != http.StatusOK || len(body) <= 1<<20 {
+				t.Fatalf("via %s: %d, %d bytes (want over 1 MiB)", n.Name, resp.StatusCode, len(body))
+			}
+		}
+	}
+	var asks float64
+	for _, n := range c.Nodes {
+		asks += gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
+	}
+	if asks != 4 || hub.Stats().Requests(http.MethodGet, u) != 1 {
+		t.Fatalf("%v API calls asked of the owner (want 4: not kept), %d upstream (want 1)", asks, hub.Stats().Requests(http.MethodGet, u))
 	}
 }
