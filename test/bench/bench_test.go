@@ -86,7 +86,11 @@ func TestQuick(t *testing.T) {
 			continue
 		}
 		seen[m.Phase] = true
-		if m.Unit != "fraction" && m.Unit != "x" && *m.AMed <= 0 {
+		// CPU comes from /proc's 10 ms ticks: a quick run's small files can
+		// cost a fast machine less than one (0). Every other measure is
+		// positive.
+		cpu := strings.Contains(m.Name, "CPU")
+		if m.Unit != "fraction" && m.Unit != "x" && (*m.AMed < 0 || *m.AMed == 0 && !cpu) {
 			t.Errorf("%s %q: hfcache value %v", m.Phase, m.Name, *m.AMed)
 		}
 		if ngBin != "" && m.B == "nginx" && m.BMed == nil {
