@@ -90,10 +90,10 @@ func (n *Node) API(ctx context.Context, req APIRequest) (*APIResponse, error) {
 	return resp, err
 }
 
-// maxKeptAPIBody is the largest API answer a node keeps from the owner.
-// The metadata cache is bounded by entries, not bytes, and a copy on every
-// node multiplies what a large listing costs; a larger answer still comes
-// from the owner, which keeps it.
+// maxKeptAPIBody is the largest API answer a node keeps from the owner: a
+// copy on every node multiplies what a large listing costs in each node's
+// metadata memory and store. A larger answer still comes from the owner,
+// which keeps it.
 const maxKeptAPIBody = 1 << 20
 
 func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse, error) {
@@ -199,6 +199,8 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	}
 	return nil, err
 }
+
+func (e apiEntry) memSize() int { return len(e.Body) + len(e.Next) + len(e.ContentType) }
 
 func (e apiEntry) response(stale bool) *APIResponse {
 	return &APIResponse{Status: e.Status, ContentType: e.ContentType, Body: e.Body, Next: e.Next, Stale: stale}

@@ -29,13 +29,15 @@ const (
 // the Hub's answer and its first byte. What a crash loses is at most the
 // last batch, which the next request asks the Hub for again.
 type metaCache struct {
-	st  Store
-	log *slog.Logger
-	max int
+	st       Store
+	log      *slog.Logger
+	max      int // entries in memory
+	maxBytes int // their approximate size in memory
 
 	mu    sync.Mutex
 	ll    *list.List
 	items map[string]*list.Element
+	bytes int // sum of the items' sizes
 
 	wmu     sync.Mutex
 	pending map[string]store.MetaPut // by bucket\x00key, last write wins
@@ -44,12 +46,31 @@ type metaCache struct {
 }
 
 type metaItem struct {
-	key string
-	val any
+	key  string
+	val  any
+	size int
 }
 
-func newMetaCache(st Store, max int, log *slog.Logger) *metaCache {
-	return &metaCache{st: st, log: log, max: max, ll: list.New(), items: make(map[string]*list.Element),
+// sizer is an entry whose memory is mostly a variable-length payload (an
+// API answer's body); any other entry counts as entryOverhead bytes.
+type sizer interface{ memSize() int }
+
+// entryOverhead is what an entry, its key and the bookkeeping around it
+// count for, beyond what memSize says.
+const entryOverhead = 256
+
+func memSize(k string, v any) int {
+	n := len(k) + entryOverhead
+	if s, ok := v.(sizer); ok {
+		n += s.memSize()
+	}
+	return n
+}
+
+// newMetaCache keeps up to max entries of up to maxBytes in all in memory;
+// what does not fit is read back from the store when asked for.
+func newMetaCache(st Store, max, maxBytes int, log *slog.Logger) *metaCache {
+	return &metaCache{st: st, log: log, max: max, maxBytes: maxBytes, ll: list.New(), items: make(map[string]*list.Element),
 		pending: make(map[string]store.MetaPut), kick: make(chan struct{}, 1)}
 }
 
@@ -192,17 +213,25 @@ func put[T any](c *metaCache, bucket, key string, v T) {
 }
 
 func (c *metaCache) remember(k string, v any) {
+	size := memSize(k, v)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[k]; ok {
-		e.Value.(*metaItem).val = v
+		it := e.Value.(*metaItem)
+		c.bytes += size - it.size
+		it.val, it.size = v, size
 		c.ll.MoveToFront(e)
-		return
+	} else {
+		c.items[k] = c.ll.PushFront(&metaItem{key: k, val: v, size: size})
+		c.bytes += size
 	}
-	c.items[k] = c.ll.PushFront(&metaItem{key: k, val: v})
-	for c.ll.Len() > c.max {
+	// The oldest go first; an entry larger than the whole budget does not
+	// stay either (the store still has it).
+	for c.ll.Len() > 0 && (c.ll.Len() > c.max || c.bytes > c.maxBytes) {
 		last := c.ll.Back()
+		it := last.Value.(*metaItem)
 		c.ll.Remove(last)
-		delete(c.items, last.Value.(*metaItem).key)
+		delete(c.items, it.key)
+		c.bytes -= it.size
 	}
 }

@@ -33,7 +33,7 @@ func TestMetadataPersistedBehindRequests(t *testing.T) {
 	}
 	defer st.Close()
 	slow := &slowMeta{Store: LocalStore(st), started: make(chan struct{}, 16), release: make(chan struct{})}
-	c := newMetaCache(slow, 1, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := newMetaCache(slow, 1, 1<<30, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.run(ctx); close(done) }()
@@ -98,12 +98,12 @@ func TestFileEntryDerivedInMemoryAndFromDisk(t *testing.T) {
 			t.Errorf("%s: %+v %v", how, got, ok)
 		}
 	}
-	c := newMetaCache(LocalStore(st), 8, log) // not running: put writes through
+	c := newMetaCache(LocalStore(st), 8, 1<<30, log) // not running: put writes through
 	put(c, bucketFiles, "k", fe)
 	got, ok := get[fileEntry](c, bucketFiles, "k")
 	check("after put", got, ok)
 
-	fresh := newMetaCache(LocalStore(st), 8, log) // a restarted node: memory empty
+	fresh := newMetaCache(LocalStore(st), 8, 1<<30, log) // a restarted node: memory empty
 	got, ok = get[fileEntry](fresh, bucketFiles, "k")
 	check("from the store", got, ok)
 
@@ -111,5 +111,48 @@ func TestFileEntryDerivedInMemoryAndFromDisk(t *testing.T) {
 	put(c, bucketFiles, "gone", fileEntry{NotFound: true})
 	if got, ok := get[fileEntry](c, bucketFiles, "gone"); !ok || got.etag != "" {
 		t.Errorf("not found entry: %+v %v", got, ok)
+	}
+}
+
+// The memory budget counts an API answer's body: the oldest answers leave
+// memory first, one larger than the whole budget does not stay, and every
+// one of them is still found (the store has it).
+func TestMetaCacheByteBudget(t *testing.T) {
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const mib = 1 << 20
+	c := newMetaCache(LocalStore(st), 100, 3*mib+3*(entryOverhead+16), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	body := func(b byte, n int) []byte { return []byte(strings.Repeat(string(b), n)) }
+	inMemory := func(key string) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.items[bucketAPI+"\x00"+key]
+		return ok
+	}
+	for i, k := range []string{"a", "b", "c", "d"} {
+		put(c, bucketAPI, k, apiEntry{Status: 200, Body: body(byte('a'+i), mib)})
+	}
+	if inMemory("a") || !inMemory("b") || !inMemory("c") || !inMemory("d") {
+		t.Fatalf("after four 1 MiB answers in a 3 MiB budget: a %v b %v c %v d %v, want only a gone",
+			inMemory("a"), inMemory("b"), inMemory("c"), inMemory("d"))
+	}
+	put(c, bucketAPI, "huge", apiEntry{Status: 200, Body: body('h', 4*mib)})
+	if inMemory("huge") {
+		t.Fatal("an answer larger than the budget stayed in memory")
+	}
+	c.mu.Lock()
+	used := c.bytes
+	c.mu.Unlock()
+	if used > c.maxBytes {
+		t.Fatalf("%d bytes in memory, budget %d", used, c.maxBytes)
+	}
+	for i, k := range []string{"a", "huge"} {
+		e, ok := get[apiEntry](c, bucketAPI, k)
+		if !ok || len(e.Body) == 0 || e.Body[0] != []byte("ah")[i] {
+			t.Fatalf("%s not found in the store after leaving memory", k)
+		}
 	}
 }

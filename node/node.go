@@ -107,8 +107,11 @@ type Config struct {
 	FarRange int64
 	// FillRetries is how many times a broken upstream stream is resumed.
 	FillRetries int
-	// MetaEntries bounds the in-memory metadata cache (entries).
+	// MetaEntries and MetaBytes bound the in-memory metadata cache:
+	// entries, and their approximate size (an API answer counts its body).
+	// What does not fit is read back from the store when asked for.
 	MetaEntries int
+	MetaBytes   int
 	// Cluster, when set, routes metadata to the repository's owner and
 	// blobs to the blob's owner; nil runs a single node.
 	Cluster *Cluster
@@ -158,6 +161,7 @@ func DefaultConfig() Config {
 		FarRange:       64 << 20,
 		FillRetries:    5,
 		MetaEntries:    200_000,
+		MetaBytes:      256 << 20,
 		HotThreshold:   20,
 		HotWindow:      time.Minute,
 		WarmInterval:   time.Minute,
@@ -191,8 +195,8 @@ func (c Config) Validate() error {
 	if c.JobConcurrency <= 0 {
 		errs = append(errs, errors.New("node: job concurrency must be positive"))
 	}
-	if c.MetaEntries <= 0 {
-		errs = append(errs, errors.New("node: meta entries must be positive"))
+	if c.MetaEntries <= 0 || c.MetaBytes <= 0 {
+		errs = append(errs, errors.New("node: meta entries and bytes must be positive"))
 	}
 	if c.Logger == nil || c.Now == nil {
 		errs = append(errs, errors.New("node: logger and clock are required"))
@@ -246,7 +250,7 @@ func New(cfg Config, st Store, remotes ...*Remote) (*Node, error) {
 		cfg:      cfg,
 		store:    st,
 		log:      cfg.Logger,
-		meta:     newMetaCache(st, cfg.MetaEntries, cfg.Logger),
+		meta:     newMetaCache(st, cfg.MetaEntries, cfg.MetaBytes, cfg.Logger),
 		access:   newAccessCache(cfg.Now),
 		fills:    make(map[hf.BlobID]*fill),
 		cluster:  cfg.Cluster,
