@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 
@@ -76,5 +77,24 @@ func TestUseGCFlag(t *testing.T) {
 		if got := useGCFlag(c.set, c.gogc); got != c.want {
 			t.Errorf("useGCFlag(%v, %q) = %v, want %v", c.set, c.gogc, got, c.want)
 		}
+	}
+}
+
+// Byte-size flags that must be positive name themselves in their errors;
+// --cache-size alone may be left empty (the store's default).
+func TestSizeFlags(t *testing.T) {
+	if b, err := positiveSize("--meta-memory", "64MiB"); err != nil || b != 64<<20 {
+		t.Errorf("--meta-memory 64MiB = %d, %v", b, err)
+	}
+	for in, want := range map[string]string{"0": "--meta-memory must be positive", "lots": "--meta-memory: ", "": "--meta-memory: "} {
+		if _, err := positiveSize("--meta-memory", in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--meta-memory %q: %v, want %q", in, err, want)
+		}
+	}
+	if b, err := budgetFor(""); err != nil || b != 0 {
+		t.Errorf("--cache-size empty = %d, %v; want the default (0)", b, err)
+	}
+	if _, err := budgetFor("0"); err == nil || err.Error() != "--cache-size must be positive" {
+		t.Errorf("--cache-size 0: %v", err)
 	}
 }

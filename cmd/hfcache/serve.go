@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,6 +39,7 @@ type serveFlags struct {
 	upstreamToken string
 	access        string
 	cacheSize     string
+	metaMemory    string
 	refTTL        time.Duration
 	authTTL       time.Duration
 	nodeName      string
@@ -104,6 +106,7 @@ Every flag can also be set as HFCACHE_<FLAG> (--data-dir → HFCACHE_DATA_DIR);
 	fs.StringVar(&f.upstreamToken, "upstream-token", "", "Hub token of the default remote (also HF_TOKEN); never logged")
 	fs.StringVar(&f.access, "access", "caller", "who may read gated/private content: caller (each caller's own token is checked by the Hub) or remote (the upstream token serves callers who send none)")
 	fs.StringVar(&f.cacheSize, "cache-size", "", "byte budget for cached blobs, e.g. 200GiB (default: 80% of the data dir's free space at start)")
+	fs.StringVar(&f.metaMemory, "meta-memory", "256MiB", "memory budget for cached metadata (commits, file metadata, API answers); what does not fit is read back from the data dir")
 	fs.DurationVar(&f.refTTL, "ref-ttl", 60*time.Second, "how long a branch or tag → commit resolution is trusted")
 	fs.DurationVar(&f.authTTL, "auth-ttl", 5*time.Minute, "how long the Hub's acceptance of a caller's token for a gated/private repo is trusted")
 	fs.DurationVar(&f.xetTokenTTL, "xet-token-ttl", time.Hour, "lifetime of the Xet access tokens the cache issues (clients renew them a minute before they expire)")
@@ -218,6 +221,10 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	metaBytes, err := positiveSize("--meta-memory", f.metaMemory)
+	if err != nil {
+		return err
+	}
 
 	metrics := newNodeMetrics()
 	st, err := store.Open(store.Config{Dir: filepath.Join(dataDir, "store"), Budget: budget, Logger: log.With("component", "store"), Now: time.Now,
@@ -327,6 +334,7 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	ncfg.XetSecret = f.clusterSecret
 	ncfg.XetTokenTTL = f.xetTokenTTL
 	ncfg.HotBytes = budget / 10
+	ncfg.MetaBytes = int(min(metaBytes, math.MaxInt))
 	ncfg.MaxFills = f.maxFills
 	ncfg.PeerTLS = tlsc.peer
 	ncfg.Metrics = metrics.node
@@ -476,18 +484,23 @@ func serve(ctx context.Context, f serveFlags, hurry <-chan struct{}) error {
 	return serveErr
 }
 
+// positiveSize parses a byte-size flag that must be positive.
+func positiveSize(name, v string) (int64, error) {
+	b, err := parseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	if b <= 0 {
+		return 0, fmt.Errorf("%s must be positive", name)
+	}
+	return b, nil
+}
+
 // budgetFor is the --cache-size budget, or 0 for the default (which the
 // store computes with defaultBudget once it knows what it holds).
 func budgetFor(flag string) (int64, error) {
 	if flag != "" {
-		b, err := parseSize(flag)
-		if err != nil {
-			return 0, fmt.Errorf("--cache-size: %w", err)
-		}
-		if b <= 0 {
-			return 0, errors.New("--cache-size must be positive")
-		}
-		return b, nil
+		return positiveSize("--cache-size", flag)
 	}
 	return 0, nil
 }
