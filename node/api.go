@@ -104,15 +104,8 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	// An answer at a commit is immutable: kept here from the owner before,
 	// it is served from memory, as the owner would (APILocal), when the
 	// caller may read it. A branch goes by its commit while that is fresh.
-	rev := req.Revision
-	if rev != "" && !rev.IsCommit() {
-		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(rev))); ok && n.cfg.Now().Sub(ref.At) < r.RefTTL {
-			rev = hf.Revision(ref.Commit)
-		}
-	}
-	if rev.IsCommit() {
-		if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok &&
-			(cached.Anonymous || n.access.allowed(appendScope(nil, r, req.Repo), token, n.cfg.AuthTTL)) {
+	if rev := n.apiRevision(r, req); rev.IsCommit() {
+		if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok && n.mayRead(cached, appendScope(nil, r, req.Repo), token) {
 			return cached.response(false), nil
 		}
 	}
@@ -149,14 +142,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	repoKey := appendScope(nil, r, req.Repo)
 	now := n.cfg.Now()
 
-	// A branch whose commit is fresh in the ref cache is asked by commit:
-	// the answer is then immutable, and consistent with resolve's X-Repo-Commit.
-	rev := req.Revision
-	if rev != "" && !rev.IsCommit() {
-		if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(rev))); ok && now.Sub(ref.At) < r.RefTTL {
-			rev = hf.Revision(ref.Commit)
-		}
-	}
+	rev := n.apiRevision(r, req)
 	// forPeer marks what a peer may keep: an answer at a commit.
 	forPeer := func(e apiEntry) *APIResponse {
 		resp := e.response(false)
@@ -167,8 +153,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	}
 	key := apiKey(r, req, rev)
 	cached, ok := get[apiEntry](n.meta, bucketAPI, key)
-	mayRead := ok && (cached.Anonymous || n.access.allowed(repoKey, token, n.cfg.AuthTTL))
-	if mayRead && (rev.IsCommit() || now.Sub(cached.At) < r.RefTTL) {
+	if ok && n.mayRead(cached, repoKey, token) && (rev.IsCommit() || now.Sub(cached.At) < r.RefTTL) {
 		return forPeer(cached), nil
 	}
 
@@ -193,11 +178,30 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 			}
 		}
 	}
-	if ok && (cached.Anonymous || n.access.everPublic(repoKey) || n.access.allowed(repoKey, token, n.cfg.AuthTTL)) {
+	if ok && (n.access.everPublic(repoKey) || n.mayRead(cached, repoKey, token)) {
 		n.log.Warn("hub unreachable, serving cached API response", "repo", string(repoKey), "endpoint", req.Endpoint, "err", err)
 		return cached.response(true), nil
 	}
 	return nil, err
+}
+
+// apiRevision is the revision an API call is answered at: a branch whose
+// commit is fresh here is asked by commit, so the answer is immutable and
+// consistent with resolve's X-Repo-Commit.
+func (n *Node) apiRevision(r *Remote, req APIRequest) hf.Revision {
+	if req.Revision != "" && !req.Revision.IsCommit() {
+		if ref, ok := n.freshCommit(r, req.Repo, req.Revision); ok {
+			return hf.Revision(ref.Commit)
+		}
+	}
+	return req.Revision
+}
+
+// mayRead reports whether a caller with token may get a cached answer:
+// the Hub showed it to everyone, or accepted the token for the repository
+// recently.
+func (n *Node) mayRead(e apiEntry, repoKey []byte, token string) bool {
+	return e.Anonymous || n.access.allowed(repoKey, token, n.cfg.AuthTTL)
 }
 
 func (e apiEntry) memSize() int { return len(e.Body) + len(e.Next) + len(e.ContentType) }

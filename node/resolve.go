@@ -236,30 +236,40 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 }
 
 // cachedFile resolves from this node's memory alone: the commit is the
-// revision itself or a fresh cached commit of the branch, the caller may
-// read the repository, and the file's metadata at that commit is cached.
-// ok is false when any of that is missing; commit is then the fresh
-// commit, if there was one (a HEAD by commit instead of by branch).
-func (n *Node) cachedFile(r *Remote, req FileRequest, token string) (f *File, commit string, ok bool, err error) {
-	var sb, kb keyBuf
-	var refAt time.Time
-	if req.Revision.IsCommit() {
-		commit = string(req.Revision)
-	} else if ref, found := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, req.Repo, string(req.Revision))); found && n.cfg.Now().Sub(ref.At) < r.RefTTL {
-		commit, refAt = ref.Commit, ref.At
+// revision itself or the branch's fresh commit, the caller may read the
+// repository, and the file's metadata at that commit is cached. ok is
+// false when any of that is missing. ref is the branch's fresh commit, if
+// there was one (a HEAD then goes by commit instead of by branch).
+func (n *Node) cachedFile(r *Remote, req FileRequest, token string) (f *File, ref refEntry, ok bool, err error) {
+	commit := string(req.Revision)
+	if !req.Revision.IsCommit() {
+		ref, _ = n.freshCommit(r, req.Repo, req.Revision)
+		commit = ref.Commit
 	}
+	var sb, kb keyBuf
 	if commit == "" || !n.access.allowed(appendScope(sb[:0], r, req.Repo), token, n.cfg.AuthTTL) {
-		return nil, commit, false, nil
+		return nil, ref, false, nil
 	}
 	fe, found := lookup[fileEntry](n.meta, appendFileKey(bucketKey(kb[:0], bucketFiles), r, req.Repo, commit, req.Path))
 	if !found {
-		return nil, commit, false, nil
+		return nil, ref, false, nil
 	}
 	f, err = n.fileFrom(r, req, commit, fe, token, false)
 	if f != nil {
-		f.refAt = refAt
+		f.refAt = ref.At
 	}
-	return f, commit, true, err
+	return f, ref, true, err
+}
+
+// freshCommit is what this node knows of a branch or tag that is still
+// within the ref TTL: its commit and when it was learnt.
+func (n *Node) freshCommit(r *Remote, repo hf.Repo, rev hf.Revision) (refEntry, bool) {
+	var kb keyBuf
+	ref, ok := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, repo, string(rev)))
+	if !ok || n.cfg.Now().Sub(ref.At) >= r.RefTTL {
+		return refEntry{}, false
+	}
+	return ref, true
 }
 
 // viaOwner makes a peer call to the owner of key: the first reachable node
@@ -296,15 +306,15 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 		return nil, err
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	f, commit, ok, err := n.cachedFile(r, req, token)
+	f, ref, ok, err := n.cachedFile(r, req, token)
 	if ok {
 		return f, err
 	}
 	repoKey := scope(r, req.Repo)
 
 	rev := req.Revision
-	if commit != "" {
-		rev = hf.Revision(commit)
+	if ref.Commit != "" {
+		rev = hf.Revision(ref.Commit)
 	}
 	key := "head\x00" + repoKey + "\x00" + string(rev) + "\x00" + string(req.Path) + "\x00" + tokenHash(token)
 	v, err, _ := n.group.Do(key, func() (any, error) {
@@ -316,10 +326,11 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	if err == nil {
 		res := v.(headResult)
 		f, err := n.fileFrom(r, req, res.commit, res.entry, token, false)
-		if f != nil && !req.Revision.IsCommit() {
-			// When the branch's commit was learnt: by this HEAD or, when
-			// the HEAD went by a fresh commit, before it.
-			if ref, ok := get[refEntry](n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision))); ok && ref.Commit == res.commit {
+		if f != nil {
+			// When the branch's commit was learnt: by this HEAD, or before
+			// it when the HEAD went by the fresh commit.
+			f.refAt = res.refAt
+			if ref.Commit != "" {
 				f.refAt = ref.At
 			}
 		}
@@ -337,6 +348,7 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 type headResult struct {
 	commit string
 	entry  fileEntry
+	refAt  time.Time // when a branch's commit was recorded; zero for a commit revision
 }
 
 // headUpstream asks the Hub for a file's metadata and records what it learnt:
@@ -366,7 +378,7 @@ func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf
 		return headResult{}, fmt.Errorf("%w: ETag %q for %s", hubclient.ErrBadResponse, meta.ETag, p)
 	}
 	n.access.accepted(scope(r, repo), token)
-	n.rememberRef(r, repo, rev, meta.Commit)
+	refAt := n.rememberRef(r, repo, rev, meta.Commit)
 	fe := fileEntry{
 		Blob:               id.String(),
 		Size:               meta.Size,
@@ -378,15 +390,18 @@ func (n *Node) headUpstream(ctx context.Context, r *Remote, repo hf.Repo, rev hf
 	}
 	fe.withDefaults(p) // stored with the entry: a hit formats nothing
 	put(n.meta, bucketFiles, fileKey(r, repo, meta.Commit, p), fe)
-	return headResult{commit: meta.Commit, entry: fe}, nil
+	return headResult{commit: meta.Commit, entry: fe, refAt: refAt}, nil
 }
 
-// rememberRef records rev → commit unless rev already is a commit.
-func (n *Node) rememberRef(r *Remote, repo hf.Repo, rev hf.Revision, commit string) {
+// rememberRef records rev → commit unless rev already is a commit, and
+// returns when it did (zero if it did not).
+func (n *Node) rememberRef(r *Remote, repo hf.Repo, rev hf.Revision, commit string) time.Time {
 	if rev.IsCommit() || !hf.IsCommit(commit) {
-		return
+		return time.Time{}
 	}
-	put(n.meta, bucketRefs, refKey(r, repo, string(rev)), refEntry{Commit: commit, At: n.cfg.Now()})
+	at := n.cfg.Now()
+	put(n.meta, bucketRefs, refKey(r, repo, string(rev)), refEntry{Commit: commit, At: at})
+	return at
 }
 
 // resolveStale answers from cached metadata of any age while the Hub is

@@ -311,32 +311,24 @@ func parseTarget(target string) (*url.URL, error) {
 
 // plainPathChar is the bytes net/url neither unescapes nor escapes in a
 // path: letters, digits, "-._~" and "$&+,/:;=@".
-var plainPathChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "-._~$&+,/:;=@" {
-		t[c] = true
-	}
-	return t
-}()
+var plainPathChar = alnumAnd("-._~$&+,/:;=@")
 
 // tokenChar is RFC 9110's tchar.
-var tokenChar = func() (t [256]bool) {
+var tokenChar = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd is a byte table of the ASCII letters and digits and extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 func validName(b []byte) bool {
 	for _, ch := range b {

@@ -54,7 +54,7 @@ func (b *bench) p2() error {
 			}
 		}
 		// The reference against nginx of the same round.
-		ref := got[refName]
+		refGot := got[refName]
 		const a = "h1, no cache work"
 		refRows := []struct {
 			name, unit, better string
@@ -66,7 +66,7 @@ func (b *bench) p2() error {
 		}
 		for _, row := range refRows {
 			m := r.metric("P2", row.name, row.unit, row.better, a, "nginx")
-			m.AVals = append(m.AVals, row.v(ref))
+			m.AVals = append(m.AVals, row.v(refGot))
 			if ng, ok := got["nginx"]; ok {
 				m.BVals = append(m.BVals, row.v(ng))
 			}
