@@ -98,6 +98,9 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 	clk.advance(11 * time.Second)
 	get(other)
 	check("the same non-owner once the owner's TTL ran out", 4, 3)
+	// The owner answered that from a HEAD it made for it: fresh for a TTL.
+	get(other)
+	check("the same non-owner after the owner's new HEAD", 4, 3)
 
 	// With the Hub down the owner answers from its stale commit; a stale
 	// answer is not kept, so the next request asks again.
