@@ -195,14 +195,15 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	// From memory when this node knows the commit (a commit revision, or a
 	// branch's commit still fresh) and the file's metadata at it: on any
 	// node, owner of the repository or not.
-	if f, _, ok, err := n.cachedFile(r, req, token); ok {
+	f, ref, ok, err := n.cachedFile(r, req, token)
+	if ok {
 		return f, err
 	}
 	key := scope(r, req.Repo)
 	if n.cluster.Owns(key) {
 		// This node is the repository's owner: no preference list, no
 		// sealed token for a peer.
-		return n.ResolveLocal(ctx, req)
+		return n.resolveUpstream(ctx, r, req, token, ref)
 	}
 	var pf PeerFile
 	local, err := n.viaPeers(ctx, n.cluster.Route(key, 3), PeerResolvePath, PeerFileRequest{
@@ -210,12 +211,12 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 		Revision: string(req.Revision), Path: string(req.Path), Token: n.cfg.PeerAuth.SealToken(token),
 	}, &pf)
 	if local {
-		return n.ResolveLocal(ctx, req)
+		return n.resolveUpstream(ctx, r, req, token, ref)
 	}
 	if err != nil {
 		return nil, err
 	}
-	f, err := n.FileFromPeer(r.Name, req.Repository, req.Repo, req.Path, pf, token)
+	f, err = n.FileFromPeer(r.Name, req.Repository, req.Repo, req.Path, pf, token)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +311,14 @@ func (n *Node) ResolveLocal(ctx context.Context, req FileRequest) (*File, error)
 	if ok {
 		return f, err
 	}
-	repoKey := scope(r, req.Repo)
+	return n.resolveUpstream(ctx, r, req, token, ref)
+}
 
+// resolveUpstream is ResolveLocal after a miss in memory: the Hub's HEAD,
+// by the branch's fresh commit when there is one (ref), single-flighted,
+// or cached metadata of any age while the Hub is unreachable.
+func (n *Node) resolveUpstream(ctx context.Context, r *Remote, req FileRequest, token string, ref refEntry) (*File, error) {
+	repoKey := scope(r, req.Repo)
 	rev := req.Revision
 	if ref.Commit != "" {
 		rev = hf.Revision(ref.Commit)
