@@ -31,7 +31,6 @@ type conn struct {
 	resp response    // reused request after request
 	out  []byte      // response bytes not yet written
 	body []byte      // a body held back until the response's length is known
-	keys []string    // header keys, sorted for writing
 	iov  [2][]byte   // the head and body of one writev
 	bufs net.Buffers // iov, as WriteTo consumes it
 	werr error       // the first write error: the connection is done

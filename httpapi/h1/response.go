@@ -3,7 +3,6 @@ package h1
 import (
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,8 +104,10 @@ func (w *response) WriteHeader(code int) {
 		b = strconv.AppendInt(b, int64(code), 10)
 	}
 	b = append(b, "\r\n"...)
-	keys := c.keys[:0]
-	for k := range h {
+	// The fields in the map's order: HTTP gives the order of different
+	// fields no meaning, and sorting a hit's dozen keys cost 2.5% of a
+	// node's CPU under P2's load (docs/PERFORMANCE.md, session 10).
+	for k, vs := range h {
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Connection":
 			continue // framing: added when the head is sent
@@ -115,14 +116,10 @@ func (w *response) WriteHeader(code int) {
 				continue
 			}
 		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
 		if !validName([]byte(k)) {
 			continue // as net/http: an invalid name is dropped
 		}
-		for _, v := range h[k] {
+		for _, v := range vs {
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = appendValue(b, v)
@@ -134,14 +131,16 @@ func (w *response) WriteHeader(code int) {
 		b = append(b, c.l.httpDate()...)
 		b = append(b, "\r\n"...)
 	}
-	c.out, c.keys = b, keys
+	c.out = b
 }
 
 // appendValue appends v with line breaks made spaces and surrounding
 // blanks trimmed, as net/http writes header values: a value can never
 // split the head.
 func appendValue(b []byte, v string) []byte {
-	v = strings.Trim(v, " \t")
+	if n := len(v); n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n-1] == ' ' || v[n-1] == '\t') {
+		v = strings.Trim(v, " \t")
+	}
 	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
 		return append(b, v...)
 	}
