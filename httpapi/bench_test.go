@@ -53,7 +53,8 @@ func warmNodeWith(b testing.TB, level slog.Level, metrics bool) (*Client, *node.
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { n.Shutdown(context.Background()) })
-	c := NewClient(Config{Logger: log, Metrics: m}, n, Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
+	// As serve wires it: the node keeps the status page's activity counts.
+	c := NewClient(Config{Logger: log, Metrics: m, Activity: n}, n, Distribution{Remote: node.DefaultRemote, Access: node.AccessCaller})
 	path := hf.Repo{Type: hf.Model, ID: "acme/bench"}.FilePath("resolve", hf.Revision(commit), "small.bin")
 	rec := httptest.NewRecorder()
 	c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

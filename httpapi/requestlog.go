@@ -153,7 +153,7 @@ func (c *Client) endRequest(w *loggedResponse, r *http.Request, completed bool) 
 // Activity is what the status page learns from the client port; the node
 // (node.Node) satisfies it.
 type Activity interface {
-	RecordServed(repo string, bytes int64, hit bool)
+	RecordServed(repo hf.Repo, bytes int64, hit bool)
 	RecordError(e node.RecentError)
 }
 
@@ -167,7 +167,7 @@ func (c *Client) recordActivity(w *loggedResponse, r *http.Request, relayed, com
 		return
 	}
 	if completed && w.route == routeResolve && r.Method == http.MethodGet && w.repo.ID != "" && w.status >= 200 && w.status < 300 {
-		a.RecordServed(w.repo.Key(), w.bytes, !relayed && w.Header().Get(headerSource) == node.SourceDisk)
+		a.RecordServed(w.repo, w.bytes, !relayed && w.Header().Get(headerSource) == node.SourceDisk)
 	}
 	if w.status >= 500 || !completed {
 		e := node.RecentError{Kind: "request", Status: w.status, Path: w.path, Detail: r.Method + " " + w.route.String()}

@@ -53,7 +53,7 @@ type RecentError struct {
 // activity holds the counters; the zero value is not ready (newActivity).
 type activity struct {
 	mu     sync.Mutex
-	repos  map[string]*RepoActivity
+	repos  map[hf.Repo]*RepoActivity
 	errs   [maxRecentErrors]RecentError
 	next   int // index of the next error slot
 	nErrs  int // errors kept (≤ maxRecentErrors)
@@ -61,24 +61,25 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{repos: map[string]*RepoActivity{}, limitR: maxRepoStats}
+	return &activity{repos: map[hf.Repo]*RepoActivity{}, limitR: maxRepoStats}
 }
 
-func (a *activity) served(repo string, bytes int64, hit bool) {
+func (a *activity) served(repo hf.Repo, bytes int64, hit bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r, ok := a.repos[repo]
 	if !ok {
 		if len(a.repos) >= a.limitR {
 			var least *RepoActivity
-			for _, c := range a.repos {
+			var leastKey hf.Repo
+			for k, c := range a.repos {
 				if least == nil || c.Bytes < least.Bytes || (c.Bytes == least.Bytes && c.Requests < least.Requests) {
-					least = c
+					least, leastKey = c, k
 				}
 			}
-			delete(a.repos, least.Repo)
+			delete(a.repos, leastKey)
 		}
-		r = &RepoActivity{Repo: repo}
+		r = &RepoActivity{Repo: repo.Key()}
 		a.repos[repo] = r
 	}
 	r.Requests++
@@ -128,9 +129,9 @@ func (a *activity) recent() []RecentError {
 	return out
 }
 
-// RecordServed counts a file download from repo (hf.Repo.Key) answered by
-// this node's client port: bytes sent, and whether they came from its disk.
-func (n *Node) RecordServed(repo string, bytes int64, hit bool) {
+// RecordServed counts a file download from repo answered by this node's
+// client port: bytes sent, and whether they came from its disk.
+func (n *Node) RecordServed(repo hf.Repo, bytes int64, hit bool) {
 	n.activity.served(repo, bytes, hit)
 }
 

@@ -3,16 +3,19 @@ package node
 import (
 	"fmt"
 	"testing"
+
+	"github.com/hfcache/hfcache/hubclient/hf"
 )
 
 func TestActivityBounded(t *testing.T) {
+	model := func(id string) hf.Repo { return hf.Repo{Type: hf.Model, ID: id} }
 	a := newActivity()
 	a.limitR = 3
-	a.served("model/a", 300, true)
-	a.served("model/b", 200, false)
-	a.served("model/c", 100, false)
-	a.served("model/a", 50, false)
-	a.served("model/d", 10, true) // evicts c, the least served
+	a.served(model("a"), 300, true)
+	a.served(model("b"), 200, false)
+	a.served(model("c"), 100, false)
+	a.served(model("a"), 50, false)
+	a.served(model("d"), 10, true) // evicts c, the least served
 	top := a.top(10)
 	if len(top) != 3 || top[0].Repo != "model/a" || top[0].Bytes != 350 || top[0].Requests != 2 || top[0].Hits != 1 ||
 		top[1].Repo != "model/b" || top[2].Repo != "model/d" {
