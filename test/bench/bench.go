@@ -25,6 +25,7 @@ type Config struct {
 	HFBin    string // hfcache binary
 	HubBin   string // fakehub binary
 	NginxBin string // "" skips every nginx column
+	WrkBin   string // P2's second load generator ("" skips its rows)
 	Quick    bool   // tiny sizes, one round: a smoke run
 	Rounds   int
 	Rate     int64 // P3: the fake Hub's per-connection cap, bytes/s (0 = default)
@@ -298,11 +299,14 @@ func (b *bench) close() {
 	}
 }
 
-func (b *bench) want(phase string) bool {
-	if b.cfg.Only == "" {
+func (b *bench) want(phase string) bool { return b.cfg.wants(phase) }
+
+// wants reports whether the run includes phase (Only).
+func (c Config) wants(phase string) bool {
+	if c.Only == "" {
 		return true
 	}
-	for _, p := range strings.Split(b.cfg.Only, ",") {
+	for _, p := range strings.Split(c.Only, ",") {
 		if strings.EqualFold(strings.TrimSpace(p), phase) {
 			return true
 		}
@@ -348,6 +352,9 @@ func Run(cfg Config) (*Report, error) {
 		Quick: cfg.Quick, Rounds: cfg.Rounds, Sizes: sz, Nginx: cfg.NginxBin != ""}
 	if cfg.NginxBin == "" {
 		rep.Missing = append(rep.Missing, "nginx not given: every nginx column is empty")
+	}
+	if cfg.WrkBin == "" && cfg.wants("P2") {
+		rep.Missing = append(rep.Missing, "wrk not given: P2 ran under the bench's own load generator only")
 	}
 	b := &bench{cfg: cfg, sz: sz, rep: rep, client: newClient(256, false)}
 	b.client.Timeout = 10 * time.Minute

@@ -26,6 +26,7 @@ func main() {
 	flag.StringVar(&cfg.HFBin, "hfcache", "bin/hfcache", "hfcache binary")
 	flag.StringVar(&cfg.HubBin, "fakehub", "bin/fakehub", "fakehub binary (go build -o bin/fakehub ./test/fakehub/cmd/fakehub)")
 	flag.StringVar(&cfg.NginxBin, "nginx", "", "nginx binary (empty: skip the nginx columns)")
+	flag.StringVar(&cfg.WrkBin, "wrk", "", "wrk binary, P2's second load generator (empty: skip its rows)")
 	flag.BoolVar(&cfg.Quick, "quick", false, "tiny sizes and one round: a smoke run")
 	flag.IntVar(&cfg.Rounds, "rounds", 0, "rounds per measurement (default 3, 1 with -quick)")
 	flag.Int64Var(&cfg.Rate, "rate", 0, "P3: the fake Hub's per-connection cap in bytes/s (default 64 MiB/s; 16 MiB/s with -quick)")
@@ -45,7 +46,7 @@ func main() {
 	if a, err := filepath.Abs(cfg.JSDir); err == nil {
 		cfg.JSDir = a
 	}
-	for _, p := range []*string{&cfg.HFBin, &cfg.HubBin, &cfg.NginxBin} {
+	for _, p := range []*string{&cfg.HFBin, &cfg.HubBin, &cfg.NginxBin, &cfg.WrkBin} {
 		if *p != "" {
 			if a, err := filepath.Abs(*p); err == nil {
 				*p = a
