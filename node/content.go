@@ -48,12 +48,12 @@ func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
 		return n.OpenLocal(ctx, f, false)
 	}
 	if b, err := n.store.Open(f.Blob); err == nil {
-		if n.Owns(f.Blob) {
+		if n.cluster.Owns(f.ringKey()) {
 			n.hot.served.record(f, n.cfg.Now())
 		}
 		return &Content{Size: f.Size, Source: SourceDisk, n: n, f: *f, blob: b}, nil
 	}
-	route := n.cluster.Route(f.Blob.String(), 3)
+	route := n.cluster.Route(f.ringKey(), 3)
 	if route[0].Name == n.cluster.Self() {
 		return n.OpenLocal(ctx, f, false)
 	}

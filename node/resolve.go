@@ -55,6 +55,7 @@ type File struct {
 	peerOnly   bool   // a hot copy: fill from a peer that holds the blob, never from the Hub
 	etag       string // Blob.ETag(), when it came formatted with a cached entry
 	sizeText   string // Size in decimal, likewise
+	blobKey    string // Blob.String(), likewise: the blob's key on the ring
 	// refAt is when this node learnt the branch or tag's commit from the
 	// Hub (or the moment a peer's answer dates it to); zero for a commit
 	// revision. The owner tells peers how long the commit stays fresh.
@@ -76,6 +77,14 @@ func (f *File) SizeText() string {
 		return f.sizeText
 	}
 	return strconv.FormatInt(f.Size, 10)
+}
+
+// ringKey is the blob's key on the ring (its content address as text).
+func (f *File) ringKey() string {
+	if f.blobKey != "" {
+		return f.blobKey
+	}
+	return f.Blob.String()
 }
 
 // XetAdvertised reports whether clients are told to fetch the file over
@@ -106,6 +115,7 @@ type fileEntry struct {
 	id       hf.BlobID
 	etag     string
 	sizeText string
+	key      string // id.String()
 }
 
 // withDefaults fills the type and disposition the Hub left out, as its CDN
@@ -129,7 +139,7 @@ func (fe *fileEntry) derive() {
 	if err != nil {
 		return // fileFrom reports it
 	}
-	fe.id, fe.etag, fe.sizeText = id, id.ETag(), strconv.FormatInt(fe.Size, 10)
+	fe.id, fe.etag, fe.sizeText, fe.key = id, id.ETag(), strconv.FormatInt(fe.Size, 10), id.String()
 }
 
 // locationTTL is how long a signed CDN URL is reused; the Hub signs them for
@@ -474,6 +484,7 @@ func (n *Node) fileFrom(r *Remote, req FileRequest, commit string, fe fileEntry,
 		token:              token,
 		etag:               fe.etag,
 		sizeText:           fe.sizeText,
+		blobKey:            fe.key,
 	}
 	if fe.Location != "" && n.cfg.Now().Sub(fe.LocationAt) < locationTTL {
 		f.location = fe.Location
