@@ -26,7 +26,7 @@ type accessCache struct {
 }
 
 type grantKey struct {
-	token string // hash of the token
+	token [16]byte // tokenSum of the token
 	repo  string
 }
 
@@ -34,10 +34,16 @@ func newAccessCache(now func() time.Time) *accessCache {
 	return &accessCache{now: now, public: make(map[string]time.Time), grants: make(map[grantKey]time.Time)}
 }
 
-// tokenHash is how a token is remembered: never in the clear.
-func tokenHash(token string) string {
+// tokenSum is how a token is remembered: never in the clear.
+func tokenSum(token string) [16]byte {
 	s := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(s[:16])
+	return [16]byte(s[:16])
+}
+
+// tokenHash is tokenSum as text, for keys built as strings.
+func tokenHash(token string) string {
+	s := tokenSum(token)
+	return hex.EncodeToString(s[:])
 }
 
 // allowed reports whether a caller with token may read repoKey without
@@ -46,14 +52,18 @@ func tokenHash(token string) string {
 func (a *accessCache) allowed(repoKey []byte, token string, ttl time.Duration) bool {
 	now := a.now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if at, ok := a.public[string(repoKey)]; ok && now.Sub(at) < ttl {
-		return true
+	at, ok := a.public[string(repoKey)]
+	a.mu.Unlock()
+	if ok && now.Sub(at) < ttl {
+		return true // the usual hit, token or not: nothing to hash
 	}
 	if token == "" {
 		return false
 	}
-	at, ok := a.grants[grantKey{tokenHash(token), string(repoKey)}]
+	k := grantKey{tokenSum(token), string(repoKey)} // hashed outside the lock
+	a.mu.Lock()
+	at, ok = a.grants[k]
+	a.mu.Unlock()
 	return ok && now.Sub(at) < ttl
 }
 
@@ -82,7 +92,7 @@ func (a *accessCache) accepted(repoKey, token string) {
 			}
 		}
 	}
-	a.grants[grantKey{tokenHash(token), repoKey}] = now
+	a.grants[grantKey{tokenSum(token), repoKey}] = now
 }
 
 // refused records that the Hub refused repoKey to a request with token.
@@ -93,5 +103,5 @@ func (a *accessCache) refused(repoKey, token string) {
 		delete(a.public, repoKey)
 		return
 	}
-	delete(a.grants, grantKey{tokenHash(token), repoKey})
+	delete(a.grants, grantKey{tokenSum(token), repoKey})
 }
