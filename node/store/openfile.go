@@ -1,6 +1,9 @@
 package store
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -21,4 +24,22 @@ func openBlobFile(path string) (*os.File, error) {
 		}
 		return os.NewFile(uintptr(fd), path), nil
 	}
+}
+
+// openPinned opens the file of e, which the caller pinned, at path. On
+// failure it unpins e, and drops it from the index when the file is gone.
+// name says which blob or xorb in errors.
+func (s *Store) openPinned(e *entry, path, name string) (*os.File, error) {
+	f, err := openBlobFile(path)
+	if err == nil {
+		return f, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unpinLocked(e)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.dropLocked(e, "file missing")
+		return nil, fmt.Errorf("%w: %s: file vanished", ErrNotFound, name)
+	}
+	return nil, fmt.Errorf("store: open %s: %w", name, err)
 }

@@ -387,17 +387,9 @@ func (s *Store) Open(id hf.BlobID) (*Blob, error) {
 	}
 	s.mu.Unlock()
 
-	f, err := openBlobFile(s.blobPath(id))
+	f, err := s.openPinned(e, s.blobPath(id), id.String())
 	if err != nil {
-		s.mu.Lock()
-		s.unpinLocked(e)
-		if errors.Is(err, fs.ErrNotExist) {
-			s.dropLocked(e, "file missing")
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: %s: file vanished", ErrNotFound, id)
-		}
-		s.mu.Unlock()
-		return nil, fmt.Errorf("store: open %s: %w", id, err)
+		return nil, err
 	}
 	fi, err := f.Stat()
 	if err == nil && fi.Size() != e.size {

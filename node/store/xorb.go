@@ -656,17 +656,9 @@ func (s *Store) OpenXorb(xorb string) (*XorbFile, error) {
 	chunks := e.xorb.chunks
 	s.mu.Unlock()
 
-	f, err := openBlobFile(s.xorbPath(xorb))
+	f, err := s.openPinned(e, s.xorbPath(xorb), "xorb "+xorb)
 	if err != nil {
-		s.mu.Lock()
-		s.unpinLocked(e)
-		if errors.Is(err, fs.ErrNotExist) {
-			s.dropLocked(e, "file missing")
-			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: xorb %s: file vanished", ErrNotFound, xorb)
-		}
-		s.mu.Unlock()
-		return nil, fmt.Errorf("store: open xorb %s: %w", xorb, err)
+		return nil, err
 	}
 	return &XorbFile{s: s, e: e, f: f, chunks: chunks}, nil
 }

@@ -606,3 +606,30 @@ func TestXorbConcurrent(t *testing.T) {
 		t.Fatalf("%d xorb locks left", locks)
 	}
 }
+
+// A blob or a xorb whose file disappears under the running store is not
+// found when opened, and leaves the index.
+func TestOpenAfterTheFileVanished(t *testing.T) {
+	s, cfg := newStore(t, 1<<20, newClock())
+	id := put(t, s, hf.SHA256, blobs(1)[0])
+	if err := os.Remove(blobFile(cfg, id)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Open(id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open of a vanished blob: %v, %v", b, err)
+	}
+	wantAbsent(t, s, id)
+
+	x := xorbName(20)
+	cs, data := xorbRun(10, 0, 1, 30)
+	putXorb(t, s, x, cs, data)
+	if err := os.Remove(filepath.Join(cfg.Dir, "xorbs", x[:2], x)); err != nil {
+		t.Fatal(err)
+	}
+	if xf, err := s.OpenXorb(x); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenXorb of a vanished xorb: %v, %v", xf, err)
+	}
+	if got, _ := s.XorbChunks(x); got != nil {
+		t.Fatalf("vanished xorb still indexed: %v", got)
+	}
+}
