@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -76,19 +77,36 @@ func (c *Client) serveFile(w http.ResponseWriter, r *http.Request, d Distributio
 		return
 	}
 	defer content.Close()
-	if content.Remote() {
-		resp, err := content.Proxy(r.Context(), r.Header)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if resp != nil {
-			c.relay(w, r, resp)
-			return
-		}
-		// No owner answered: this node serves the blob itself.
+	if c.relayed(w, r, content) {
+		return
 	}
 	c.serveContent(w, r, content, etag, vs[2:3:3])
+}
+
+// heldElsewhere is content that may live on another node: a blob
+// (node.Content) or a xorb (node.XorbContent).
+type heldElsewhere interface {
+	Remote() bool
+	Proxy(ctx context.Context, hdr http.Header) (*http.Response, error)
+}
+
+// relayed answers r with the owner's response when the content is on
+// another node, and reports whether r is answered. False: serve the
+// content here, it is local (or became local because no owner answered).
+func (c *Client) relayed(w http.ResponseWriter, r *http.Request, content heldElsewhere) bool {
+	if !content.Remote() {
+		return false
+	}
+	resp, err := content.Proxy(r.Context(), r.Header)
+	if err != nil {
+		writeError(w, err)
+		return true
+	}
+	if resp == nil {
+		return false
+	}
+	c.relay(w, r, resp)
+	return true
 }
 
 // serveContent serves local content: a complete blob with ServeContent, a

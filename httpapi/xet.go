@@ -71,16 +71,8 @@ func (c *Client) serveXet(w http.ResponseWriter, r *http.Request, d Distribution
 		if !ok {
 			return
 		}
-		if xc.Remote() {
-			resp, err := xc.Proxy(r.Context(), r.Header)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			if resp != nil {
-				c.relay(w, r, resp)
-				return
-			}
+		if c.relayed(w, r, xc) {
+			return
 		}
 		c.serveXorb(w, r, xc, ranges)
 	}
