@@ -39,7 +39,9 @@
 //
 // What the fast path does not do, that net/http does: it does not notice
 // a client that goes away while the handler is still waiting for data
-// (it notices at the next write), and it ignores 1xx responses.
+// (it notices at the next write), it ignores 1xx responses, and it writes
+// header fields in the header map's order rather than sorted (HTTP gives
+// the order of different fields no meaning; a field's values keep theirs).
 package h1
 
 import (
