@@ -8,11 +8,11 @@ import (
 	"net"
 	"os"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/hfcache/hfcache/test/fakeclock"
 )
 
 // The in-process cluster harness: real raft over TCP on 127.0.0.1, bolt in
@@ -38,29 +38,14 @@ func testLogger(id string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 type testNode struct {
 	id, dir, addr string
 	tune          func(*raft.Config)
-	clock         *fakeClock
+	clock         *fakeclock.Clock
 	// allow is the node's Config.AllowPeer; nil admits loopback only, so
 	// every multi-node test runs through the transport's admission check.
 	allow func(net.Addr) bool
@@ -89,7 +74,7 @@ func openNode(t *testing.T, id string, tune func(*raft.Config)) *testNode {
 	return openNodeClock(t, id, tune, newFakeClock())
 }
 
-func openNodeClock(t *testing.T, id string, tune func(*raft.Config), clock *fakeClock) *testNode {
+func openNodeClock(t *testing.T, id string, tune func(*raft.Config), clock *fakeclock.Clock) *testNode {
 	t.Helper()
 	n := &testNode{id: id, dir: t.TempDir(), addr: "127.0.0.1:0", tune: tune, clock: clock}
 	n.open(t)

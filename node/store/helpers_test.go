@@ -7,34 +7,17 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient/hf"
+	"github.com/hfcache/hfcache/test/fakeclock"
 )
 
-// clock is an injectable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// newClock is the stores' test clock, at a fixed start.
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
-func newClock() *clock { return &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func testConfig(t *testing.T, dir string, budget int64, clk *clock) Config {
+func testConfig(t *testing.T, dir string, budget int64, clk *fakeclock.Clock) Config {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Dir = dir
@@ -59,7 +42,7 @@ func openStore(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-func newStore(t *testing.T, budget int64, clk *clock) (*Store, Config) {
+func newStore(t *testing.T, budget int64, clk *fakeclock.Clock) (*Store, Config) {
 	t.Helper()
 	cfg := testConfig(t, t.TempDir(), budget, clk)
 	return openStore(t, cfg), cfg

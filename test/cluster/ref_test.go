@@ -4,32 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hfcache/hfcache/hubclient/hf"
 	"github.com/hfcache/hfcache/node"
+	"github.com/hfcache/hfcache/test/fakeclock"
 	"github.com/hfcache/hfcache/test/fakehub"
 )
-
-// clock is a node clock the test moves by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // A branch's commit is the repository owner's to resolve, at most once per
 // ref TTL from the Hub. The other nodes keep the owner's answer for what is
@@ -39,7 +21,7 @@ func (c *clock) advance(d time.Duration) {
 // whichever node it reaches.
 func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 	hub := startHub(t)
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
 	const ttl = time.Minute // the harness's RefTTL
 	get := func(n *Node) {
@@ -84,18 +66,18 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 	}
 	check("warm hits through every node", 2, 1)
 
-	clk.advance(ttl + time.Second)
+	clk.Advance(ttl + time.Second)
 	get(owner)
 	check("the owner after the TTL", 2, 2)
 
 	// 50 s into the owner's new TTL a non-owner asks: it may keep the
 	// commit for the 10 s left, not for a TTL of its own.
-	clk.advance(50 * time.Second)
+	clk.Advance(50 * time.Second)
 	get(other)
 	check("a non-owner, its copy expired", 3, 2)
 	get(other)
 	check("the same non-owner again", 3, 2)
-	clk.advance(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	get(other)
 	check("the same non-owner once the owner's TTL ran out", 4, 3)
 	// The owner answered that from a HEAD it made for it: fresh for a TTL.
@@ -104,7 +86,7 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 
 	// With the Hub down the owner answers from its stale commit; a stale
 	// answer is not kept, so the next request asks again.
-	clk.advance(ttl + time.Second)
+	clk.Advance(ttl + time.Second)
 	hub.Close()
 	for i := range 2 {
 		get(other)
@@ -120,7 +102,7 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 // fresh there.
 func TestNonOwnersKeepAPIAnswersAtACommit(t *testing.T) {
 	hub := startHub(t)
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
 	sha := hub.Ref(hf.Model, modelID, "main")
 	tree := func(rev string) string { return "/api/models/" + modelID + "/tree/" + rev }
@@ -151,7 +133,7 @@ func TestNonOwnersKeepAPIAnswersAtACommit(t *testing.T) {
 		}
 	}
 	check("the tree at a commit, three times through each node", 2, 1)
-	clk.advance(time.Hour)
+	clk.Advance(time.Hour)
 	for _, n := range c.Nodes {
 		get(n, sha)
 	}
