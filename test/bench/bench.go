@@ -299,8 +299,6 @@ func (b *bench) close() {
 	}
 }
 
-func (b *bench) want(phase string) bool { return b.cfg.wants(phase) }
-
 // wants reports whether the run includes phase (Only).
 func (c Config) wants(phase string) bool {
 	if c.Only == "" {
@@ -370,7 +368,7 @@ func Run(cfg Config) (*Report, error) {
 	}
 	var errs []error
 	for _, p := range phases {
-		if !b.want(p.name) {
+		if !b.cfg.wants(p.name) {
 			continue
 		}
 		b.logf("%s ...", p.name)
@@ -423,7 +421,7 @@ func (b *bench) start() error {
 	wg.Add(2)
 	go func() { defer wg.Done(); b.hubA, errA = startHub(b.cfg.HubBin, sz.Big, 0, filesA) }()
 	go func() { defer wg.Done(); b.hubB, errB = startHub(b.cfg.HubBin, 0, sz.Rate, filesB) }()
-	if b.want("XET") {
+	if b.cfg.wants("XET") {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -458,7 +456,7 @@ func (b *bench) start() error {
 		}
 		b.onClose(b.ng.stop)
 	}
-	if b.want("P4") || b.want("P5") {
+	if b.cfg.wants("P4") || b.cfg.wants("P5") {
 		if err := b.startCluster(); err != nil {
 			return err
 		}

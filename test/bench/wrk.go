@@ -55,6 +55,10 @@ var (
 	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)$`)
 	wrkBad     = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses: (\d+)$`)
 	wrkSockets = regexp.MustCompile(`(?m)^\s*Socket errors: (.*)$`)
+
+	// The units wrk prints sizes (1024-based) and times in.
+	wrkBytes = map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+	wrkTimes = map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "m": time.Minute}
 )
 
 // parseWrk reads wrk's report (with --latency).
@@ -79,13 +83,13 @@ func parseWrk(out string, minBytes int64) (wrkResult, error) {
 	// wrk prints bytes with two decimals in 1024-based units: allow for
 	// the rounding.
 	read, _ := strconv.ParseFloat(t[4], 64)
-	read *= map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[t[5]]
+	read *= wrkBytes[t[5]]
 	if per := (read + 0.01*read) / float64(r.requests); per < float64(minBytes) {
 		return r, fmt.Errorf("%.0f bytes read per response, want at least %d", per, minBytes)
 	}
 	for _, m := range wrkPct.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
-		d := time.Duration(v * float64(map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "m": time.Minute}[m[3]]))
+		d := time.Duration(v * float64(wrkTimes[m[3]]))
 		if m[1] == "50" {
 			r.p50 = d
 		} else {
