@@ -216,7 +216,17 @@ func (c *metaCache) remember(k string, v any) {
 	size := memSize(k, v)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
+	e, ok := c.items[k]
+	if size > c.maxBytes {
+		// Larger than the whole budget: not kept in memory (the store has
+		// it), nothing else is pushed out for it, and an older value of k
+		// leaves memory.
+		if ok {
+			c.dropLocked(e)
+		}
+		return
+	}
+	if ok {
 		it := e.Value.(*metaItem)
 		c.bytes += size - it.size
 		it.val, it.size = v, size
@@ -225,13 +235,14 @@ func (c *metaCache) remember(k string, v any) {
 		c.items[k] = c.ll.PushFront(&metaItem{key: k, val: v, size: size})
 		c.bytes += size
 	}
-	// The oldest go first; an entry larger than the whole budget does not
-	// stay either (the store still has it).
-	for c.ll.Len() > 0 && (c.ll.Len() > c.max || c.bytes > c.maxBytes) {
-		last := c.ll.Back()
-		it := last.Value.(*metaItem)
-		c.ll.Remove(last)
-		delete(c.items, it.key)
-		c.bytes -= it.size
+	for c.ll.Len() > c.max || c.bytes > c.maxBytes { // the oldest go first
+		c.dropLocked(c.ll.Back())
 	}
+}
+
+func (c *metaCache) dropLocked(e *list.Element) {
+	it := e.Value.(*metaItem)
+	c.ll.Remove(e)
+	delete(c.items, it.key)
+	c.bytes -= it.size
 }

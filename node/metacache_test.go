@@ -117,8 +117,9 @@ func TestFileEntryDerivedInMemoryAndFromDisk(t *testing.T) {
 }
 
 // The memory budget counts an API answer's body: the oldest answers leave
-// memory first, one larger than the whole budget does not stay, and every
-// one of them is still found (the store has it).
+// memory first, one larger than the whole budget does not stay (and pushes
+// nothing else out), and every one of them is still found (the store has
+// it).
 func TestMetaCacheByteBudget(t *testing.T) {
 	st, err := store.Open(store.Config{Dir: t.TempDir(), Budget: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -144,6 +145,18 @@ func TestMetaCacheByteBudget(t *testing.T) {
 	put(c, bucketAPI, "huge", apiEntry{Status: 200, Body: body('h', 4*mib)})
 	if inMemory("huge") {
 		t.Fatal("an answer larger than the budget stayed in memory")
+	}
+	// ...and pushed nothing else out on its way.
+	if !inMemory("b") || !inMemory("c") || !inMemory("d") {
+		t.Fatalf("an answer larger than the budget flushed memory: b %v c %v d %v", inMemory("b"), inMemory("c"), inMemory("d"))
+	}
+	// A new value too large for memory replaces the old one there too.
+	put(c, bucketAPI, "d", apiEntry{Status: 200, Body: body('D', 4*mib)})
+	if inMemory("d") {
+		t.Fatal("the old value of d stayed in memory after a larger one was put")
+	}
+	if e, ok := get[apiEntry](c, bucketAPI, "d"); !ok || len(e.Body) != 4*mib || e.Body[0] != 'D' {
+		t.Fatal("d does not read as its new value")
 	}
 	c.mu.Lock()
 	used := c.bytes
