@@ -137,8 +137,11 @@ func same(t *testing.T, name string, fast, std exchange) {
 		t.Errorf("%s: status %d, net/http %d", name, fast.resp.StatusCode, std.resp.StatusCode)
 	}
 	fh, sh := fast.resp.Header.Clone(), std.resp.Header.Clone()
-	if (fh.Get("Date") == "") != (sh.Get("Date") == "") {
-		t.Errorf("%s: Date %q, net/http %q", name, fh.Get("Date"), sh.Get("Date"))
+	if (fh.Get("Date") == "") != (sh.Get("Date") == "") || len(fh["Date"]) != len(sh["Date"]) {
+		t.Errorf("%s: Date %q, net/http %q", name, fh["Date"], sh["Date"])
+	}
+	if d := sh.Get("Date"); d == fixedDate && fh.Get("Date") != d {
+		t.Errorf("%s: the handler's Date %q, sent %q", name, d, fh.Get("Date"))
 	}
 	fh.Del("Date")
 	sh.Del("Date")
@@ -164,6 +167,9 @@ func same(t *testing.T, name string, fast, std exchange) {
 		t.Errorf("%s: body %d bytes %.40q, net/http %d bytes %.40q", name, len(fast.body), fast.body, len(std.body), std.body)
 	}
 }
+
+// fixedDate is the Date a handler of the tests sets itself.
+const fixedDate = "Mon, 02 Jan 2006 15:04:05 GMT"
 
 func get(path string, extra ...string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: cache.example\r\n" + strings.Join(extra, "") + "\r\n"
@@ -261,6 +267,17 @@ func testHandler(t *testing.T, fastHits *atomic.Int64) http.Handler {
 		w.Header().Set("X-Too-Late", "1") // not sent: the head is fixed at WriteHeader
 		w.Write([]byte("ok"))
 	})
+	mux.HandleFunc("/dated", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", fixedDate)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "dated")
+	})
+	mux.HandleFunc("/not-modified", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", "5")
+		w.Header().Set("Etag", `"e1"`)
+		w.WriteHeader(http.StatusNotModified)
+	})
 	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		w.Header().Set("Content-Type", "text/plain")
@@ -318,6 +335,8 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"header injection", "GET", get("/inject")},
 		{"header after WriteHeader", "GET", get("/late-header")},
 		{"handler closes", "GET", get("/close")},
+		{"handler's own Date", "GET", get("/dated")},
+		{"304 with a type and length", "GET", get("/not-modified")},
 		{"echo", "GET", get("/echo/a%2Fb/c?a=1&b=2", "Authorization: Bearer hf_x\r\nuser-agent: huggingface_hub/1.0\r\n")},
 		{"not found", "GET", get("/no/such/route")},
 		// Not simple: net/http answers on the same connection.

@@ -77,21 +77,6 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wrote, w.status = true, code
 	h := w.hdr
-	if v := h["Content-Length"]; len(v) > 0 {
-		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
-			w.cl = n
-		}
-	}
-	if v := h["Connection"]; len(v) > 0 && hasToken(v[0], "close") {
-		w.closeAfter = true
-	}
-	_, w.hasType = h["Content-Type"]
-	if !bodyAllowedForStatus(code) {
-		w.cl = -1
-		if code == http.StatusNotModified {
-			w.hasType = true // suppressed below, never sniffed
-		}
-	}
 
 	c := w.c
 	b := append(c.out, "HTTP/1.1 "...)
@@ -106,15 +91,33 @@ func (w *response) WriteHeader(code int) {
 	b = append(b, "\r\n"...)
 	// The fields in the map's order: HTTP gives the order of different
 	// fields no meaning, and sorting a hit's dozen keys cost 2.5% of a
-	// node's CPU under P2's load (docs/PERFORMANCE.md, session 10).
+	// node's CPU under P2's load (docs/PERFORMANCE.md, session 10). The
+	// fields the head's framing depends on are noted on the way, instead
+	// of a lookup each.
+	hasDate := false
 	for k, vs := range h {
 		switch k {
-		case "Content-Length", "Transfer-Encoding", "Connection":
+		case "Content-Length":
+			if len(vs) > 0 {
+				if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
+					w.cl = n
+				}
+			}
 			continue // framing: added when the head is sent
+		case "Connection":
+			if len(vs) > 0 && hasToken(vs[0], "close") {
+				w.closeAfter = true
+			}
+			continue
+		case "Transfer-Encoding":
+			continue
 		case "Content-Type":
+			w.hasType = true
 			if code == http.StatusNotModified {
 				continue
 			}
+		case "Date":
+			hasDate = true
 		}
 		if !validName([]byte(k)) {
 			continue // as net/http: an invalid name is dropped
@@ -126,7 +129,13 @@ func (w *response) WriteHeader(code int) {
 			b = append(b, "\r\n"...)
 		}
 	}
-	if _, ok := h["Date"]; !ok {
+	if !bodyAllowedForStatus(code) {
+		w.cl = -1
+		if code == http.StatusNotModified {
+			w.hasType = true // suppressed above, never sniffed
+		}
+	}
+	if !hasDate {
 		b = append(b, "Date: "...)
 		b = append(b, c.l.httpDate()...)
 		b = append(b, "\r\n"...)
