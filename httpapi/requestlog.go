@@ -109,7 +109,7 @@ func (c *Client) beginRequest(w http.ResponseWriter) *loggedResponse {
 func (c *Client) endRequest(w *loggedResponse, r *http.Request, completed bool) {
 	took := time.Since(w.start)
 	h := w.Header()
-	relayed := h.Get(headerVia) != ""
+	relayed := first(h, headerVia) != ""
 	c.cfg.Metrics.observe(w, relayed, !completed, took.Seconds())
 	c.recordActivity(w, r, relayed, completed)
 	ctx := r.Context()
@@ -167,7 +167,7 @@ func (c *Client) recordActivity(w *loggedResponse, r *http.Request, relayed, com
 		return
 	}
 	if completed && w.route == routeResolve && r.Method == http.MethodGet && w.repo.ID != "" && w.status >= 200 && w.status < 300 {
-		a.RecordServed(w.repo, w.bytes, !relayed && w.Header().Get(headerSource) == node.SourceDisk)
+		a.RecordServed(w.repo, w.bytes, !relayed && first(w.Header(), headerSource) == node.SourceDisk)
 	}
 	if w.status >= 500 || !completed {
 		e := node.RecentError{Kind: "request", Status: w.status, Path: w.path, Detail: r.Method + " " + w.route.String()}

@@ -246,9 +246,19 @@ func (c *Client) externalBase(r *http.Request, d Distribution) string {
 	return scheme + "://" + host + d.BasePath
 }
 
+// first is h.Get(key) for a key already in canonical form, as the
+// header maps of both servers keep them: Get would canonicalize it again,
+// which showed on the hit path's profile.
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // bearer is the caller's Hub token, if any.
 func bearer(r *http.Request) string {
-	a := r.Header.Get("Authorization")
+	a := first(r.Header, "Authorization")
 	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return strings.TrimSpace(a[7:])
 	}
