@@ -32,8 +32,9 @@ func (b *bench) p2() error {
 	defer ref.Stop(os.Interrupt, stopTimeout)
 	const refName = "reference"
 	srvs = append(srvs, server{name: refName, url: ref.URL, pids: func() []int { return []int{ref.Pid()} }})
+	passes, dur := p2Passes(b.sz.P2Dur)
 	gens := []p2Gen{{label: "", process: "bench process", run: func(url string) (p2Sample, error) {
-		res, cpu, err := rawLoadFor(url, b.sz.P2Clients, b.sz.P2Dur, b.sz.Small)
+		res, cpu, err := rawLoadFor(url, b.sz.P2Clients, dur, b.sz.Small)
 		if err != nil {
 			return p2Sample{}, err
 		}
@@ -41,7 +42,7 @@ func (b *bench) p2() error {
 	}}}
 	if b.cfg.WrkBin != "" {
 		gens = append(gens, p2Gen{label: "wrk: ", process: "wrk process", run: func(url string) (p2Sample, error) {
-			res, err := runWrk(b.cfg.WrkBin, url, b.sz.P2Clients, b.sz.P2Dur, b.sz.Small)
+			res, err := runWrk(b.cfg.WrkBin, url, b.sz.P2Clients, dur, b.sz.Small)
 			if err != nil {
 				return p2Sample{}, err
 			}
@@ -50,12 +51,27 @@ func (b *bench) p2() error {
 	}
 	for round := range b.cfg.Rounds {
 		for _, g := range gens {
-			if err := b.p2Round(g, ordered(srvs, round), refName); err != nil {
-				return err
+			for pass := range passes {
+				if err := b.p2Round(g, ordered(srvs, round*passes+pass), refName); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// p2Passes splits P2's time per server and round into passes of about a
+// second, run one after the other through every server, so that each
+// round's servers are measured seconds apart instead of a whole pass
+// apart. This host has spells of tens of seconds in which every process
+// needs ~1.4 times the CPU for the same work (seen in two identical
+// nodes slowing together, docs/PERFORMANCE.md, session 11): with one
+// 5-second run per server, a spell could fall on hfcache's run and not on
+// nginx's, or the other way. Each pass is a sample of the round.
+func p2Passes(d time.Duration) (passes int, each time.Duration) {
+	passes = max(1, int(d/time.Second))
+	return passes, d / time.Duration(passes)
 }
 
 // p2Gen is one of P2's load generators; label prefixes its rows' names
