@@ -231,7 +231,7 @@ func (m *Metrics) observe(rec *loggedResponse, relayed, aborted bool, seconds fl
 		return
 	}
 	m.inFlight.Dec()
-	src := sourceOf(rec.Header().Get(headerSource), relayed)
+	src := sourceOf(first(rec.Header(), headerSource), relayed)
 	k := seriesKey{dist: rec.dist, route: rec.route, source: src, status: rec.status}
 	s := m.seriesFor(k)
 	s.requests.Inc()
