@@ -5,31 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// loopPair is a connected pair of TCP sockets on loopback.
-func loopPair(t *testing.T) (a, b *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/hfcache/hfcache/test/tcppair"
+)
 
 // TestSpliceBodyLowWaterMark relays a body through spliceBody.WriteTo from
 // an owner that sends its last 1000 bytes late and then keeps the
@@ -47,8 +28,8 @@ func TestSpliceBodyLowWaterMark(t *testing.T) {
 		{"no mark", relayLowat + 7, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			owner, relayIn := loopPair(t)
-			relayOut, client := loopPair(t)
+			owner, relayIn := tcppair.New(t)
+			relayOut, client := tcppair.New(t)
 			body := make([]byte, tc.size)
 			for i := range body {
 				body[i] = byte(i ^ i>>8 ^ i>>16)
@@ -87,8 +68,8 @@ func TestSpliceBodyLowWaterMark(t *testing.T) {
 		})
 	}
 	t.Run("short body", func(t *testing.T) {
-		owner, relayIn := loopPair(t)
-		relayOut, client := loopPair(t)
+		owner, relayIn := tcppair.New(t)
+		relayOut, client := tcppair.New(t)
 		go io.Copy(io.Discard, client)
 		go func() {
 			owner.Write(make([]byte, relayLowat+100))

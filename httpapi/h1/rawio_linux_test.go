@@ -9,34 +9,15 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair is a connected pair of TCP sockets on loopback: the server's
-// side (under test) and the client's.
-func tcpPair(t *testing.T) (srv, cli *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	return s.(*net.TCPConn), c.(*net.TCPConn)
-}
+	"github.com/hfcache/hfcache/test/tcppair"
+)
 
 // TestRawIOWrite: a head and a body far larger than the socket buffers
 // arrive whole and in order, through partial writes and waits for room;
 // empty parts are skipped.
 func TestRawIOWrite(t *testing.T) {
-	srv, cli := tcpPair(t)
+	cli, srv := tcppair.New(t)
 	srv.SetWriteBuffer(16 << 10)
 	cli.SetReadBuffer(16 << 10)
 	r := newRawIO(srv)
@@ -69,7 +50,7 @@ func TestRawIOWrite(t *testing.T) {
 // TestRawIOWriteDeadline: a write to a client that does not read ends at
 // the write deadline with the usual error.
 func TestRawIOWriteDeadline(t *testing.T) {
-	srv, _ := tcpPair(t)
+	_, srv := tcppair.New(t)
 	r := newRawIO(srv)
 	srv.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	err := r.write([]byte("head"), make([]byte, 64<<20))
@@ -93,7 +74,7 @@ func rawRead(r *rawIO, buf []byte) (n int, err error) {
 // the socket; nothing to read waits in the netpoller until bytes come;
 // then io.EOF. The read deadline holds; a write to a closed peer fails.
 func TestRawIORead(t *testing.T) {
-	srv, cli := tcpPair(t)
+	cli, srv := tcppair.New(t)
 	r := newRawIO(srv)
 	srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	buf := make([]byte, 64)
