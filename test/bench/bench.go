@@ -747,6 +747,10 @@ func (b *bench) p4() error {
 	return nil
 }
 
+// p5Pairs is how many downloads through the non-owner and from the owner
+// P5 makes per round, in alternating pairs.
+const p5Pairs = 3
+
 // P5: the warm 1 GiB file through a non-owner vs from its owner.
 func (b *bench) p5() error {
 	if err := b.warm(b.cluster[0].URL + bigPath); err != nil {
@@ -769,9 +773,13 @@ func (b *bench) p5() error {
 		return fmt.Errorf("owner %q is not a cluster node", owner)
 	}
 	r := b.rep
-	for round := range b.cfg.Rounds {
+	// Each download takes well under a second here, and the host has
+	// slow spells of seconds to a minute (see p2Passes): each round
+	// takes p5Pairs pairs, the order alternating from pair to pair, and
+	// every download is a sample.
+	for pair := range b.cfg.Rounds * p5Pairs {
 		order := []*hfNode{other, own}
-		if round%2 == 1 {
+		if pair%2 == 1 {
 			order = []*hfNode{own, other}
 		}
 		for _, n := range order {
