@@ -64,11 +64,12 @@ func (b *bench) p2() error {
 // p2Passes splits P2's time per server and round into passes of about a
 // second, run one after the other through every server, so that each
 // round's servers are measured seconds apart instead of a whole pass
-// apart. This host has spells of tens of seconds in which every process
-// needs ~1.4 times the CPU for the same work (seen in two identical
-// nodes slowing together, docs/PERFORMANCE.md, session 11): with one
-// 5-second run per server, a spell could fall on hfcache's run and not on
-// nginx's, or the other way. Each pass is a sample of the round.
+// apart. This host has spells of seconds to minutes in which a Go
+// server needs up to ~1.4 times the CPU for the same work, and nginx
+// less (two identical nodes slowed together; docs/PERFORMANCE.md,
+// session 11): with one 5-second run per server, a spell could fall on
+// hfcache's run and not on nginx's, or the other way. Each pass is a
+// sample of the round.
 func p2Passes(d time.Duration) (passes int, each time.Duration) {
 	passes = max(1, int(d/time.Second))
 	return passes, d / time.Duration(passes)
