@@ -162,6 +162,10 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribut
 		h.Del(k)
 	}
 	stripXetHeaders(h)
+	// The Hub's own CORS answer, if any, was for this cache, not for the
+	// caller's Origin.
+	delete(h, "Access-Control-Allow-Origin")
+	delete(h, "Access-Control-Expose-Headers")
 	if loc := h.Get("Location"); loc != "" && strings.HasPrefix(loc, "/") {
 		h.Set("Location", d.BasePath+loc)
 	}
@@ -171,7 +175,7 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribut
 			h.Del("Link")
 		}
 	}
-	setCORS(h)
+	setCORS(h, r)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -477,6 +478,24 @@ func TestTrapPassthrough(t *testing.T) {
 	resp, _ = do(t, http.MethodOptions, s.URL+"/"+modelID+"/resolve/main/config.json", map[string]string{"Origin": "http://example.test", "Access-Control-Request-Method": "GET"})
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") == "" {
 		t.Fatalf("CORS preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	// CORS headers go to a request with Origin, as from the Hub; every
+	// answer varies on Origin (TestTrapCORSInBrowser drives a browser).
+	for _, origin := range []string{"", "http://example.test"} {
+		hdr := map[string]string{}
+		if origin != "" {
+			hdr["Origin"] = origin
+		}
+		for _, u := range []string{s.URL + "/" + modelID + "/resolve/main/config.json", s.URL + "/api/models/" + modelID + "/refs", s.URL + "/" + modelID + "/resolve/main/no-such-file"} {
+			resp, _ = do(t, http.MethodGet, u, hdr)
+			acao, expose := resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Expose-Headers")
+			if origin == "" && (acao != "" || expose != "") || origin != "" && (acao != "*" || !strings.Contains(expose, "X-Linked-Size")) {
+				t.Errorf("GET %s with Origin %q: %d, Access-Control-Allow-Origin %q, expose %q", u, origin, resp.StatusCode, acao, expose)
+			}
+			if !slices.Contains(resp.Header.Values("Vary"), "Origin") {
+				t.Errorf("GET %s with Origin %q: Vary %q, want Origin among them", u, origin, resp.Header.Values("Vary"))
+			}
+		}
 	}
 }
 
