@@ -154,18 +154,23 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribut
 		return
 	}
 	defer resp.Body.Close()
+	// Over what serve set: the Hub's headers, but not its CORS answer,
+	// which was for this cache and not for the caller's Origin (setCORS
+	// answered that), and its Vary joins ours.
 	h := w.Header()
 	for k, vs := range resp.Header {
-		h[k] = vs
+		switch k {
+		case "Access-Control-Allow-Origin", "Access-Control-Expose-Headers":
+		case "Vary":
+			h[k] = append(vs, h[k]...)
+		default:
+			h[k] = vs
+		}
 	}
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
 	stripXetHeaders(h)
-	// The Hub's own CORS answer, if any, was for this cache, not for the
-	// caller's Origin.
-	delete(h, "Access-Control-Allow-Origin")
-	delete(h, "Access-Control-Expose-Headers")
 	if loc := h.Get("Location"); loc != "" && strings.HasPrefix(loc, "/") {
 		h.Set("Location", d.BasePath+loc)
 	}
@@ -175,7 +180,6 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribut
 			h.Del("Link")
 		}
 	}
-	setCORS(h, r)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return

@@ -282,13 +282,10 @@ const (
 // client reads them; they were 290 of the 721 header bytes of a 4 KiB
 // hit (docs/PERFORMANCE.md, session 11). Every response says Vary:
 // Origin, so that a shared cache in between never hands the answer
-// without them to a browser.
+// without them to a browser. It runs once, first, on every client-port
+// request (serve); the passthrough keeps these over the Hub's.
 func setCORS(h http.Header, r *http.Request) {
-	if v := h["Vary"]; len(v) > 0 {
-		h["Vary"] = append(v, "Origin")
-	} else {
-		h["Vary"] = varyOrigin
-	}
+	h["Vary"] = varyOrigin
 	if _, ok := r.Header["Origin"]; !ok {
 		return
 	}
