@@ -10,7 +10,7 @@ import (
 // The load comes from rawLoadFor (rawload.go), a lean HTTP/1.1 client
 // (net/http's client alone would saturate a 2-core machine), and then, when
 // it is installed, from wrk (wrk.go): each round runs every server under
-// one generator, then under the other. Both generators' rows are judged.
+// one generator, in one-second passes (p2Passes), then under the other. Both generators' rows are judged.
 // Each generator's own CPU per request is reported too, so readers see what
 // it costs, and so is each server's.
 //
@@ -52,7 +52,7 @@ func (b *bench) p2() error {
 	for round := range b.cfg.Rounds {
 		for _, g := range gens {
 			for pass := range passes {
-				if err := b.p2Round(g, ordered(srvs, round*passes+pass), refName); err != nil {
+				if err := b.p2Pass(g, ordered(srvs, round*passes+pass), refName); err != nil {
 					return err
 				}
 			}
@@ -63,7 +63,7 @@ func (b *bench) p2() error {
 
 // p2Passes splits P2's time per server and round into passes of about a
 // second, run one after the other through every server, so that each
-// round's servers are measured seconds apart instead of a whole pass
+// round's servers are measured a second apart instead of a whole 5 s run
 // apart. This host has spells of seconds to minutes in which a Go
 // server needs up to ~1.4 times the CPU for the same work, and nginx
 // less (two identical nodes slowed together; docs/PERFORMANCE.md,
@@ -91,9 +91,10 @@ type p2Sample struct {
 	genCPU   time.Duration // the generator's own CPU
 }
 
-// p2Round runs g once against each server, in order, and adds the round's
-// rows: hfcache against nginx, and the reference against nginx.
-func (b *bench) p2Round(g p2Gen, srvs []server, refName string) error {
+// p2Pass runs g once against each server, in order, and adds one sample
+// to each of the pass's rows: hfcache against nginx, and the reference
+// against nginx.
+func (b *bench) p2Pass(g p2Gen, srvs []server, refName string) error {
 	type result struct{ rps, p99, cpu float64 }
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	r := b.rep
@@ -117,7 +118,7 @@ func (b *bench) p2Round(g p2Gen, srvs []server, refName string) error {
 			add(r.metric("P2", g.label+"warm 4KiB: server CPU per request", "µs", "lower", "hfcache", "nginx"), s.name, got[s.name].cpu)
 		}
 	}
-	// The reference against nginx of the same round.
+	// The reference against nginx of the same pass.
 	refGot := got[refName]
 	const a = "h1, no cache work"
 	refRows := []struct {
