@@ -7,10 +7,11 @@ import (
 )
 
 // P2: warm hits of a 4 KiB file, 64 keep-alive clients for a fixed time.
-// The load comes from rawLoadFor (rawload.go), a lean HTTP/1.1 client
-// (net/http's client alone would saturate a 2-core machine), and then, when
-// it is installed, from wrk (wrk.go): each round runs every server under
-// one generator, in one-second passes (p2Passes), then under the other. Both generators' rows are judged.
+// The load comes from rawLoadFor (rawload.go), a lean HTTP/1.1 client built
+// as wrk is (net/http's client alone would saturate a 2-core machine), and
+// then, when it is installed, from wrk itself (wrk.go): each round runs
+// every server under one generator, in one-second passes (p2Passes), then
+// under the other. Both generators' rows are judged.
 // Each generator's own CPU per request is reported too, so readers see what
 // it costs, and so is each server's.
 //

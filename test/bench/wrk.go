@@ -14,10 +14,9 @@ import (
 
 // P2's second load generator: wrk, from Debian's packages, which the issue
 // names next to a generator of our own. It is written in C, one epoll loop
-// per thread, like nginx; the bench's own generator (rawload.go) is a Go
-// program with a goroutine per connection, which shares the machine's two
-// cores with a Go server's runtime. The two do not rank the servers alike
-// (docs/PERFORMANCE.md, session 10), so P2 reports both and judges both.
+// per thread, like nginx and like the bench's own (rawload.go). P2 reports
+// both and judges both: a result one generator alone shows is a result
+// about that generator.
 
 // wrkResult is what one wrk run measured.
 type wrkResult struct {
