@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -494,6 +495,37 @@ func TestTrapPassthrough(t *testing.T) {
 			if n := strings.Count(strings.Join(resp.Header.Values("Vary"), ","), "Origin"); n != 1 {
 				t.Errorf("GET %s with Origin %q: Vary %q, want Origin among them once", u, origin, resp.Header.Values("Vary"))
 			}
+		}
+	}
+	// An upstream that answers with CORS headers of its own whether or not
+	// the request had an Origin (the passthrough forwards none): they were
+	// for the cache, not for the caller, so the caller sees only the
+	// cache's, and the upstream's Vary joins the cache's.
+	hub.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Access-Control-Allow-Origin", "https://huggingface.co")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Upstream-Only")
+		w.Header().Set("Vary", "Accept-Encoding")
+		return false
+	})
+	defer hub.SetFault(nil)
+	for _, origin := range []string{"", "http://example.test"} {
+		hdr := map[string]string{}
+		if origin != "" {
+			hdr["Origin"] = origin
+		}
+		u := s.URL + "/api/models/" + modelID + "/refs"
+		resp, _ = do(t, http.MethodGet, u, hdr)
+		acao, expose := resp.Header.Values("Access-Control-Allow-Origin"), strings.Join(resp.Header.Values("Access-Control-Expose-Headers"), ",")
+		want := []string{"*"}
+		if origin == "" {
+			want = nil
+		}
+		if resp.StatusCode != 200 || !slices.Equal(acao, want) || strings.Contains(expose, "X-Upstream-Only") || origin != "" && !strings.Contains(expose, "X-Linked-Size") {
+			t.Errorf("GET %s with Origin %q from an upstream sending its own CORS headers: %d, Access-Control-Allow-Origin %q (want %q), expose %q", u, origin, resp.StatusCode, acao, want, expose)
+		}
+		vary := strings.Join(resp.Header.Values("Vary"), ",")
+		if strings.Count(vary, "Origin") != 1 || !strings.Contains(vary, "Accept-Encoding") {
+			t.Errorf("GET %s with Origin %q: Vary %q, want Origin once and the upstream's Accept-Encoding", u, origin, vary)
 		}
 	}
 }
