@@ -33,7 +33,7 @@ type Content struct {
 	Source string
 
 	n     *Node
-	f     File
+	f     *File       // the request's own, not changed after Resolve
 	blob  *store.Blob // complete on disk
 	fill  *fill       // being filled; nil with blob == nil means pass-through
 	owner []Peer      // the blob lives on these nodes, best first: proxy to them
@@ -51,7 +51,7 @@ func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
 		if n.cluster.Owns(f.ringKey()) {
 			n.hot.served.record(f, n.cfg.Now())
 		}
-		return &Content{Size: f.Size, Source: SourceDisk, n: n, f: *f, blob: b}, nil
+		return &Content{Size: f.Size, Source: SourceDisk, n: n, f: f, blob: b}, nil
 	}
 	route := n.cluster.Route(f.ringKey(), 3)
 	if route[0].Name == n.cluster.Self() {
@@ -60,7 +60,7 @@ func (n *Node) Open(ctx context.Context, f *File) (*Content, error) {
 	if n.hot.hit(f.Blob) {
 		n.keepHotCopy(f)
 	}
-	return &Content{Size: f.Size, Source: SourcePeer, n: n, f: *f, owner: route}, nil
+	return &Content{Size: f.Size, Source: SourcePeer, n: n, f: f, owner: route}, nil
 }
 
 // ErrNotCached is returned by OpenLocal with onlyDisk for a blob this node
@@ -82,9 +82,9 @@ func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, e
 		var resp *http.Response
 		var err error
 		if c.f.Size >= spliceThreshold {
-			resp, err = c.n.peers.blobDirect(ctx, p, &c.f, hdr)
+			resp, err = c.n.peers.blobDirect(ctx, p, c.f, hdr)
 		} else {
-			resp, err = c.n.peers.blob(ctx, p, &c.f, hdr, false)
+			resp, err = c.n.peers.blob(ctx, p, c.f, hdr, false)
 		}
 		if errors.Is(err, errPeerDown) {
 			c.n.log.Warn("blob owner unreachable, trying the next node", "peer", p.Name, "blob", c.f.Blob, "err", err)
@@ -99,7 +99,7 @@ func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, e
 		}
 		return resp, nil
 	}
-	local, err := c.n.OpenLocal(ctx, &c.f, false)
+	local, err := c.n.OpenLocal(ctx, c.f, false)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (c *Content) Proxy(ctx context.Context, hdr http.Header) (*http.Response, e
 // (which copies from a peer that holds the blob before asking the Hub).
 // With onlyDisk, a blob not on disk is ErrNotFound-wrapped store.ErrNotFound.
 func (n *Node) OpenLocal(ctx context.Context, f *File, onlyDisk bool) (*Content, error) {
-	c := &Content{Size: f.Size, n: n, f: *f}
+	c := &Content{Size: f.Size, n: n, f: f}
 	n.hot.served.record(f, n.cfg.Now())
 	if onlyDisk {
 		b, err := n.store.Open(f.Blob)
@@ -216,12 +216,12 @@ func (c *Content) Reader(ctx context.Context, off, end int64) (io.ReadCloser, er
 	case c.blob != nil:
 		return io.NopCloser(io.NewSectionReader(c.blob, off, end-off)), nil
 	case c.fill == nil:
-		return c.n.upstreamRange(ctx, &c.f, off, end)
+		return c.n.upstreamRange(ctx, c.f, off, end)
 	}
 	r := &fillReader{ctx: ctx, c: c, off: off, end: end}
 	if st := c.fill.state(); off > st.written+c.n.cfg.FarRange && st.err == nil && !st.verified {
 		// Far ahead of the fill: do not wait for it, ask the Hub for the range.
-		up, err := c.n.upstreamRange(ctx, &c.f, off, end)
+		up, err := c.n.upstreamRange(ctx, c.f, off, end)
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +312,7 @@ func (r *fillReader) next() (int64, error) {
 			return 0, st.err
 		}
 		if st.storeErr != nil {
-			up, err := r.c.n.upstreamRange(r.ctx, &r.c.f, r.off, r.end)
+			up, err := r.c.n.upstreamRange(r.ctx, r.c.f, r.off, r.end)
 			if err != nil {
 				return 0, err
 			}
