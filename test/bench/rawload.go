@@ -23,8 +23,8 @@ import (
 // back (one request in flight, no pipelining) and the loop parses each
 // response head by hand, with no allocation per request.
 //
-// Until session 12 this was a goroutine per connection on Go's poller.
-// That generator's own runtime took part in what it measured: with a Go
+// It used to be a goroutine per connection on Go's poller. That
+// generator's own runtime took part in what it measured: with a Go
 // server on the other side, two runtimes parked and woke each other's
 // threads on two cores and the machine sat idle 8% of the time, so even
 // hfcache's HTTP layer replaying a canned response (P2's reference) could
@@ -45,10 +45,6 @@ import (
 // from the release to the end of the last connection: during P2 the bench
 // process runs nothing else, so cpu/requests is the generator's own cost
 // per request.
-// epollLoadFor is rawLoadFor's contract run the way wrk runs: one epoll
-// loop per thread (min(cores, conns) threads, each locked to its OS thread
-// and owning an equal share of the connections), over non-blocking sockets
-// the Go runtime's poller never sees.
 func rawLoadFor(rawURL string, conns int, d time.Duration, bodySize int64) (res loadResult, cpu time.Duration, err error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -154,7 +150,8 @@ func rawLoadFor(rawURL string, conns int, d time.Duration, bodySize int64) (res 
 	return res, cpu, nil
 }
 
-// dialRaw connects a blocking socket to a, then makes it non-blocking.
+// dialRaw connects a blocking socket to a, within 10 s, then makes it
+// non-blocking.
 func dialRaw(a *net.TCPAddr) (int, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
@@ -172,8 +169,17 @@ func dialRaw(a *net.TCPAddr) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
+	// connect(2) honours SO_SNDTIMEO (socket(7)): net.DialTimeout's 10 s.
+	tv := syscall.NsecToTimeval(int64(10 * time.Second))
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("SO_SNDTIMEO: %w", err)
+	}
 	if err := syscall.Connect(fd, sa); err != nil {
 		syscall.Close(fd)
+		if err == syscall.EINPROGRESS {
+			return -1, fmt.Errorf("connect %s: no answer in %v", a, 10*time.Second)
+		}
 		return -1, fmt.Errorf("connect %s: %w", a, err)
 	}
 	// As net.Dial does: a request leaves at once.
