@@ -73,7 +73,7 @@ func rawLoadFor(rawURL string, conns int, d time.Duration, bodySize int64) (res 
 		}
 	}()
 	for i := range cs {
-		fd, err := dialRaw(ta)
+		fd, err := dialRaw(ta, 10*time.Second) // as net.DialTimeout did
 		if err != nil {
 			return res, 0, fmt.Errorf("rawLoadFor %s: %w", rawURL, err)
 		}
@@ -150,9 +150,9 @@ func rawLoadFor(rawURL string, conns int, d time.Duration, bodySize int64) (res 
 	return res, cpu, nil
 }
 
-// dialRaw connects a blocking socket to a, within 10 s, then makes it
-// non-blocking.
-func dialRaw(a *net.TCPAddr) (int, error) {
+// dialRaw connects a non-blocking socket to a, waiting at most timeout for
+// the connection to be made.
+func dialRaw(a *net.TCPAddr, timeout time.Duration) (int, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
 	if ip4 := a.IP.To4(); ip4 != nil {
@@ -165,21 +165,16 @@ func dialRaw(a *net.TCPAddr) (int, error) {
 		copy(s.Addr[:], a.IP.To16())
 		sa = s
 	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	// connect(2) honours SO_SNDTIMEO (socket(7)): net.DialTimeout's 10 s.
-	tv := syscall.NsecToTimeval(int64(10 * time.Second))
-	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv); err != nil {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("SO_SNDTIMEO: %w", err)
+	err = syscall.Connect(fd, sa)
+	if err == syscall.EINPROGRESS {
+		err = awaitConnect(fd, timeout)
 	}
-	if err := syscall.Connect(fd, sa); err != nil {
+	if err != nil {
 		syscall.Close(fd)
-		if err == syscall.EINPROGRESS {
-			return -1, fmt.Errorf("connect %s: no answer in %v", a, 10*time.Second)
-		}
 		return -1, fmt.Errorf("connect %s: %w", a, err)
 	}
 	// As net.Dial does: a request leaves at once.
@@ -187,11 +182,49 @@ func dialRaw(a *net.TCPAddr) (int, error) {
 		syscall.Close(fd)
 		return -1, fmt.Errorf("TCP_NODELAY: %w", err)
 	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
 	return fd, nil
+}
+
+// awaitConnect waits for a non-blocking connect on fd to end and returns
+// its outcome. A blocking connect would not do: with a timeout
+// (SO_SNDTIMEO) it is not restarted after a signal, and the Go runtime
+// signals its threads to preempt them, so it failed with EINTR.
+func awaitConnect(fd int, timeout time.Duration) error {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	defer syscall.Close(ep)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLOUT}
+	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	events := make([]syscall.EpollEvent, 1)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("no answer in %v", timeout)
+		}
+		n, err := syscall.EpollWait(ep, events, int(left.Milliseconds())+1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		if n > 0 {
+			break
+		}
+	}
+	soErr, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("SO_ERROR: %w", err)
+	}
+	if soErr != 0 {
+		return syscall.Errno(soErr)
+	}
+	return nil
 }
 
 // econn is one connection of an epoll loop.

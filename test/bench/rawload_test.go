@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -117,7 +121,66 @@ func TestRawLoadDialError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if _, _, err := rawLoadFor(url+"/x", 2, time.Second, 10); err == nil {
-		t.Fatal("no error from a closed port")
+	_, _, err := rawLoadFor(url+"/x", 2, time.Second, 10)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("error %v from a closed port, want connection refused", err)
+	}
+}
+
+// A connect that gets no answer ends at its timeout, however many signals
+// reach the process meanwhile. The bench process's children exit and the
+// Go runtime preempts its threads with signals; a blocking connect with a
+// timeout is not restarted after one, and failed a full run with EINTR.
+func TestDialRawTimeoutUnderSignals(t *testing.T) {
+	// A listener with a backlog of one that never accepts: once its queue
+	// is full, the kernel drops further SYNs and a connect waits.
+	lfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(lfd)
+	if err := syscall.Bind(lfd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(lfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}
+	for range 8 { // fill the queue
+		fd, err := dialRaw(a, 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		defer syscall.Close(fd)
+	}
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				syscall.Kill(os.Getpid(), syscall.SIGURG) // the runtime's own preemption signal
+				runtime.Gosched()
+			}
+		}
+	}()
+	start := time.Now()
+	fd, err := dialRaw(a, 300*time.Millisecond)
+	close(stop)
+	<-done
+	if err == nil {
+		syscall.Close(fd)
+		t.Fatal("connected to a listener whose queue is full")
+	}
+	if !strings.Contains(err.Error(), "no answer in 300ms") || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("after %v: %v, want no answer in 300ms", time.Since(start), err)
 	}
 }
