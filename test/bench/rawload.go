@@ -229,14 +229,16 @@ func awaitConnect(fd int, timeout time.Duration) error {
 
 // econn is one connection of an epoll loop.
 type econn struct {
-	id, fd int
-	slot   int32 // index in its loop's conns, the epoll event's tag
-	buf    []byte
-	filled int   // bytes of the head in buf
-	head   int   // the head's length once parsed, else 0
-	left   int64 // body bytes still to come once the head is parsed
-	t0     time.Time
-	done   bool
+	id, fd  int
+	slot    int32 // index in its loop's conns, the epoll event's tag
+	buf     []byte
+	filled  int       // bytes of the head in buf
+	head    int       // the head's length once parsed, else 0
+	left    int64     // body bytes still to come once the head is parsed
+	status  [128]byte // the head's status line (cut), for errors in the body
+	statusN int
+	t0      time.Time
+	done    bool
 
 	n   int64
 	lat []time.Duration
@@ -388,6 +390,9 @@ func (l *eloop) read(c *econn) (bool, error) {
 			return false, err
 		}
 		c.left = l.bodySize - int64(c.filled-c.head)
+		// The body's reads reuse buf: keep the status line for errors.
+		line, _, _ := bytes.Cut(c.buf[:c.head], []byte("\n"))
+		c.statusN = copy(c.status[:], trimEOL(line))
 	} else {
 		n, err := readFD(c.fd, c.buf[:min(int64(len(c.buf)), c.left)])
 		if err == syscall.EAGAIN {
@@ -397,12 +402,12 @@ func (l *eloop) read(c *econn) (bool, error) {
 			return false, err
 		}
 		if n == 0 {
-			return false, fmt.Errorf("short body: %d of %d bytes (%s): the server closed the connection", l.bodySize-c.left, l.bodySize, l.statusOf(c.buf[:c.head]))
+			return false, fmt.Errorf("short body: %d of %d bytes (status line %q): the server closed the connection", l.bodySize-c.left, l.bodySize, c.status[:c.statusN])
 		}
 		c.left -= int64(n)
 	}
-	if c.left < 0 {
-		return false, fmt.Errorf("%d bytes after the %d-byte body (%s)", -c.left, l.bodySize, l.statusOf(c.buf[:c.head]))
+	if c.left < 0 { // only from the read that held the head: a body read asks for at most left
+		return false, fmt.Errorf("%d bytes after the %d-byte body (status line %q)", -c.left, l.bodySize, c.status[:c.statusN])
 	}
 	if c.left > 0 {
 		return false, nil

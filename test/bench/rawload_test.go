@@ -117,6 +117,29 @@ func TestRawLoadErrors(t *testing.T) {
 	}
 }
 
+// A body longer than the read buffer is read in several reads into the
+// same buffer; a short one still names the status line, not body bytes.
+func TestRawLoadShortLongBody(t *testing.T) {
+	const size = 200 << 10
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n")
+		bw.Write(make([]byte, 150<<10))
+		bw.Flush()
+	}))
+	defer srv.Close()
+	_, _, err := rawLoadFor(srv.URL+"/x", 1, 5*time.Second, size)
+	want := `short body: 153600 of 204800 bytes (status line "HTTP/1.1 200 OK")`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want it to contain %s", err, want)
+	}
+}
+
 func TestRawLoadDialError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
