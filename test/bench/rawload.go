@@ -151,7 +151,9 @@ func rawLoadFor(rawURL string, conns int, d time.Duration, bodySize int64) (res 
 }
 
 // dialRaw connects a non-blocking socket to a, waiting at most timeout for
-// the connection to be made.
+// the connection to be made. Not net.Dialer: its socket, and any dup of
+// it (TCPConn.File), is registered with the Go runtime's poller, whose
+// wake-ups are what these loops avoid.
 func dialRaw(a *net.TCPAddr, timeout time.Duration) (int, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
@@ -229,16 +231,16 @@ func awaitConnect(fd int, timeout time.Duration) error {
 
 // econn is one connection of an epoll loop.
 type econn struct {
-	id, fd  int
-	slot    int32 // index in its loop's conns, the epoll event's tag
-	buf     []byte
-	filled  int       // bytes of the head in buf
-	head    int       // the head's length once parsed, else 0
-	left    int64     // body bytes still to come once the head is parsed
-	status  [128]byte // the head's status line (cut), for errors in the body
-	statusN int
-	t0      time.Time
-	done    bool
+	id, fd    int
+	slot      int32 // index in its loop's conns, the epoll event's tag
+	buf       []byte
+	filled    int       // bytes of the head in buf
+	head      int       // the head's length once parsed, else 0
+	left      int64     // body bytes still to come once the head is parsed
+	status    []byte    // the last head's status line, in statusBuf; nil: none
+	statusBuf [128]byte // the body's reads reuse buf, so errors quote this
+	t0        time.Time
+	done      bool
 
 	n   int64
 	lat []time.Duration
@@ -374,25 +376,25 @@ func (l *eloop) read(c *econn) (bool, error) {
 			if c.filled == 0 {
 				return false, errors.New("the server closed the connection")
 			}
-			return false, fmt.Errorf("the server closed the connection in the head (%s)", l.statusOf(c.buf[:c.filled]))
+			c.noteStatus(c.buf[:c.filled])
+			return false, fmt.Errorf("the server closed the connection in the head (%s)", c.statusLine())
 		}
 		from := max(0, c.filled-3)
 		c.filled += n
 		end := bytes.Index(c.buf[from:c.filled], []byte("\r\n\r\n"))
 		if end < 0 {
 			if c.filled == len(c.buf) {
-				return false, fmt.Errorf("a head longer than %d bytes (%s)", len(c.buf), l.statusOf(c.buf[:c.filled]))
+				c.noteStatus(c.buf[:c.filled])
+				return false, fmt.Errorf("a head longer than %d bytes (%s)", len(c.buf), c.statusLine())
 			}
 			return false, nil
 		}
 		c.head = from + end + 4
-		if err := l.checkHead(c.buf[:c.head]); err != nil {
+		c.noteStatus(c.buf[:c.head])
+		if err := c.checkHead(c.buf[:c.head], l.bodySize); err != nil {
 			return false, err
 		}
 		c.left = l.bodySize - int64(c.filled-c.head)
-		// The body's reads reuse buf: keep the status line for errors.
-		line, _, _ := bytes.Cut(c.buf[:c.head], []byte("\n"))
-		c.statusN = copy(c.status[:], trimEOL(line))
 	} else {
 		n, err := readFD(c.fd, c.buf[:min(int64(len(c.buf)), c.left)])
 		if err == syscall.EAGAIN {
@@ -402,12 +404,12 @@ func (l *eloop) read(c *econn) (bool, error) {
 			return false, err
 		}
 		if n == 0 {
-			return false, fmt.Errorf("short body: %d of %d bytes (status line %q): the server closed the connection", l.bodySize-c.left, l.bodySize, c.status[:c.statusN])
+			return false, fmt.Errorf("short body: %d of %d bytes (%s): the server closed the connection", l.bodySize-c.left, l.bodySize, c.statusLine())
 		}
 		c.left -= int64(n)
 	}
 	if c.left < 0 { // only from the read that held the head: a body read asks for at most left
-		return false, fmt.Errorf("%d bytes after the %d-byte body (status line %q)", -c.left, l.bodySize, c.status[:c.statusN])
+		return false, fmt.Errorf("%d bytes after the %d-byte body (%s)", -c.left, l.bodySize, c.statusLine())
 	}
 	if c.left > 0 {
 		return false, nil
@@ -429,24 +431,32 @@ func readFD(fd int, p []byte) (int, error) {
 	}
 }
 
-// statusOf describes the status line at the start of head.
-func (l *eloop) statusOf(head []byte) string {
-	if i := bytes.IndexByte(head, '\n'); i >= 0 {
-		head = head[:i]
-	} else {
+// noteStatus keeps the status line at the start of b, if b has a whole
+// one, for the errors that quote it.
+func (c *econn) noteStatus(b []byte) {
+	c.status = nil
+	if line, _, ok := bytes.Cut(b, []byte("\n")); ok {
+		line = trimEOL(line)
+		c.status = append(c.statusBuf[:0], line[:min(len(line), len(c.statusBuf))]...)
+	}
+}
+
+// statusLine describes the noted status line.
+func (c *econn) statusLine() string {
+	if c.status == nil {
 		return "no status line"
 	}
-	return fmt.Sprintf("status line %q", trimEOL(head))
+	return fmt.Sprintf("status line %q", c.status)
 }
 
 // checkHead checks a response head (status line, headers, blank line):
 // a 200 with a Content-Length of exactly bodySize, no Transfer-Encoding, no
 // Connection: close.
-func (l *eloop) checkHead(head []byte) error {
+func (c *econn) checkHead(head []byte, bodySize int64) error {
 	line, rest, _ := bytes.Cut(head, []byte("\n"))
 	line = trimEOL(line)
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || string(line[9:12]) != "200" || (len(line) > 12 && line[12] != ' ') {
-		return fmt.Errorf("%s, want 200", l.statusOf(head))
+		return fmt.Errorf("%s, want 200", c.statusLine())
 	}
 	cl := int64(-1)
 	for len(rest) > 0 {
@@ -457,29 +467,29 @@ func (l *eloop) checkHead(head []byte) error {
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return fmt.Errorf("malformed header line %q (%s)", line, l.statusOf(head))
+			return fmt.Errorf("malformed header line %q (%s)", line, c.statusLine())
 		}
 		name, val := line[:colon], trimSpace(line[colon+1:])
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			v, ok := parseDecimal(val)
 			if !ok || (cl >= 0 && v != cl) {
-				return fmt.Errorf("bad Content-Length %q (%s)", val, l.statusOf(head))
+				return fmt.Errorf("bad Content-Length %q (%s)", val, c.statusLine())
 			}
 			cl = v
 		case asciiEqualFold(name, "transfer-encoding"):
-			return fmt.Errorf("Transfer-Encoding: %s (%s), want a plain Content-Length body", val, l.statusOf(head))
+			return fmt.Errorf("Transfer-Encoding: %s (%s), want a plain Content-Length body", val, c.statusLine())
 		case asciiEqualFold(name, "connection"):
 			if containsFold(val, "close") {
-				return fmt.Errorf("Connection: %s (%s): the server will not keep the connection alive", val, l.statusOf(head))
+				return fmt.Errorf("Connection: %s (%s): the server will not keep the connection alive", val, c.statusLine())
 			}
 		}
 	}
-	if cl != l.bodySize {
+	if cl != bodySize {
 		if cl < 0 {
-			return fmt.Errorf("no Content-Length (%s), want %d", l.statusOf(head), l.bodySize)
+			return fmt.Errorf("no Content-Length (%s), want %d", c.statusLine(), bodySize)
 		}
-		return fmt.Errorf("Content-Length %d (%s), want %d", cl, l.statusOf(head), l.bodySize)
+		return fmt.Errorf("Content-Length %d (%s), want %d", cl, c.statusLine(), bodySize)
 	}
 	return nil
 }
