@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -162,7 +163,7 @@ func (c *Client) passthrough(w http.ResponseWriter, r *http.Request, d Distribut
 		switch k {
 		case "Access-Control-Allow-Origin", "Access-Control-Expose-Headers":
 		case "Vary":
-			h[k] = append(vs, h[k]...)
+			h[k] = slices.Concat(vs, h[k]) // a new slice: vs stays resp's
 		default:
 			h[k] = vs
 		}
