@@ -57,6 +57,12 @@ type APIResponse struct {
 	// an answer: at a commit it is immutable.
 	Commit    string `json:"commit,omitempty"`
 	Anonymous bool   `json:"anonymous,omitempty"`
+	// FreshMillis, for a call at a branch (or the default branch), is how
+	// much longer the owner holds what it answered from fresh: the answer
+	// itself, or with Commit the branch's commit. A peer keeps it that
+	// long, never longer (0: not at all). A duration, not a time, so the
+	// nodes' clocks need not agree.
+	FreshMillis int64 `json:"fresh_ms,omitempty"`
 }
 
 // apiEntry is a cached API response. Entries fetched without any token
@@ -101,13 +107,15 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 		return n.APILocal(ctx, req)
 	}
 	token := r.upstreamToken(req.Access, req.Token)
-	// An answer at a commit is immutable: kept here from the owner before,
-	// it is served from memory, as the owner would (APILocal), when the
-	// caller may read it. A branch goes by its commit while that is fresh.
-	if rev := n.apiRevision(r, req); rev.IsCommit() {
-		if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok && n.mayRead(cached, appendScope(nil, r, req.Repo), token) {
-			return cached.response(false), nil
-		}
+	// An answer kept here from the owner before is served from memory, as
+	// the owner would (APILocal), when the caller may read it: at a commit
+	// it is immutable; for a branch (or the default branch) it lasts what
+	// was left of the ref TTL when the owner fetched it. A branch goes by
+	// its commit while that is fresh here.
+	rev, _ := n.apiRevision(r, req)
+	if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok && n.mayRead(cached, appendScope(nil, r, req.Repo), token) &&
+		(rev.IsCommit() || n.cfg.Now().Sub(cached.At) < r.RefTTL) {
+		return cached.response(false), nil
 	}
 	var resp APIResponse
 	local, err := n.viaOwner(ctx, scope(r, req.Repo), PeerAPIPath, PeerAPIRequest{
@@ -120,12 +128,29 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	if err != nil {
 		return nil, err
 	}
-	if resp.Status == http.StatusOK && !resp.Stale && len(resp.Body) <= maxKeptAPIBody &&
-		hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)) {
+	if resp.Status != http.StatusOK || resp.Stale || len(resp.Body) > maxKeptAPIBody {
+		return &resp, nil
+	}
+	now := n.cfg.Now()
+	// What the owner holds fresh for fresh more, as if learnt here then.
+	fresh := min(time.Duration(resp.FreshMillis)*time.Millisecond, r.RefTTL)
+	learnt := now.Add(fresh - r.RefTTL)
+	keep := func(key string, at time.Time) {
 		n.access.accepted(scope(r, req.Repo), token)
-		put(n.meta, bucketAPI, apiKey(r, req, hf.Revision(resp.Commit)), apiEntry{
-			Status: resp.Status, ContentType: resp.ContentType, Body: resp.Body, Next: resp.Next, At: n.cfg.Now(), Anonymous: resp.Anonymous,
+		put(n.meta, bucketAPI, key, apiEntry{
+			Status: resp.Status, ContentType: resp.ContentType, Body: resp.Body, Next: resp.Next, At: at, Anonymous: resp.Anonymous,
 		})
+	}
+	switch {
+	case hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)):
+		keep(apiKey(r, req, hf.Revision(resp.Commit)), now)
+		if fresh > 0 && req.Revision != "" && !req.Revision.IsCommit() {
+			// The owner answered the branch at its fresh commit: so will
+			// this node, for as long as the owner would.
+			put(n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision)), refEntry{Commit: resp.Commit, At: learnt})
+		}
+	case resp.Commit == "" && fresh > 0 && !rev.IsCommit():
+		keep(apiKey(r, req, rev), learnt)
 	}
 	return &resp, nil
 }
@@ -142,12 +167,19 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	repoKey := appendScope(nil, r, req.Repo)
 	now := n.cfg.Now()
 
-	rev := n.apiRevision(r, req)
-	// forPeer marks what a peer may keep: an answer at a commit.
+	rev, refAt := n.apiRevision(r, req)
+	// forPeer marks what a peer may keep: an answer at a commit for good
+	// (and a branch's commit while this node holds it fresh), an answer
+	// for a branch while this node does.
 	forPeer := func(e apiEntry) *APIResponse {
 		resp := e.response(false)
+		resp.Anonymous = e.Anonymous
+		learnt := e.At
 		if rev.IsCommit() {
-			resp.Commit, resp.Anonymous = string(rev), e.Anonymous
+			resp.Commit, learnt = string(rev), refAt
+		}
+		if left := r.RefTTL - now.Sub(learnt); !learnt.IsZero() && left >= time.Millisecond {
+			resp.FreshMillis = left.Milliseconds()
 		}
 		return resp
 	}
@@ -188,13 +220,13 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 // apiRevision is the revision an API call is answered at: a branch whose
 // commit is fresh here is asked by commit, so the answer is immutable and
 // consistent with resolve's X-Repo-Commit.
-func (n *Node) apiRevision(r *Remote, req APIRequest) hf.Revision {
+func (n *Node) apiRevision(r *Remote, req APIRequest) (rev hf.Revision, refAt time.Time) {
 	if req.Revision != "" && !req.Revision.IsCommit() {
 		if ref, ok := n.freshCommit(r, req.Repo, req.Revision); ok {
-			return hf.Revision(ref.Commit)
+			return hf.Revision(ref.Commit), ref.At
 		}
 	}
-	return req.Revision
+	return req.Revision, time.Time{}
 }
 
 // mayRead reports whether a caller with token may get a cached answer:
@@ -260,6 +292,11 @@ func (n *Node) apiUpstream(ctx context.Context, r *Remote, req APIRequest, rev h
 			}
 			if json.Unmarshal(body, &info) == nil {
 				n.rememberRef(r, req.Repo, revOrDefault(rev), info.SHA)
+				if rev != "" && hf.IsCommit(info.SHA) {
+					// While the branch is fresh, calls at it are answered
+					// at its commit (apiRevision): this is that answer.
+					put(n.meta, bucketAPI, apiKey(r, req, hf.Revision(info.SHA)), e)
+				}
 			}
 		}
 		put(n.meta, bucketAPI, key, e)

@@ -96,6 +96,121 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 	}
 }
 
+// An API answer for a branch, or for the default branch (info without a
+// revision, as `model_info` asks), is the repository owner's to fetch, at
+// most once per ref TTL. The other nodes keep the owner's answer for what
+// is left of that TTL, never longer, so a client sees an answer no older
+// than the TTL whichever node it reaches; an answer the owner served stale
+// (the Hub down) is not kept.
+func TestNonOwnersKeepBranchAPIAnswersForWhatIsLeftOfTheirTTL(t *testing.T) {
+	hub := startHub(t)
+	clk := fakeclock.New(time.Now())
+	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
+	const ttl = time.Minute // the harness's RefTTL
+	sha := hub.Ref(hf.Model, modelID, "main")
+	for _, path := range []string{"/api/models/" + modelID, "/api/models/" + modelID + "/revision/main"} {
+		t.Run(path, func(t *testing.T) {
+			get := func(n *Node) {
+				t.Helper()
+				resp, body := Get(t, n.URL+path, nil)
+				if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), sha) {
+					t.Fatalf("via %s: %d %s", n.Name, resp.StatusCode, body)
+				}
+			}
+			base := map[*Node]float64{}
+			for _, n := range c.Nodes {
+				base[n] = gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
+			}
+			asks := func() (total float64, owner *Node) {
+				for _, n := range c.Nodes {
+					if v := gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}) - base[n]; v > 0 {
+						total, owner = total+v, n
+					}
+				}
+				return total, owner
+			}
+			// Info calls to the Hub, at the branch or at its commit.
+			upstream := func() int {
+				return hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID) - hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID+"/")
+			}
+			if strings.Contains(path, "/revision/") {
+				upstream = func() int { return hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID+"/revision/") }
+			}
+			check := func(step string, wantAsks float64, wantUp int) {
+				t.Helper()
+				if got, _ := asks(); got != wantAsks || upstream() != wantUp {
+					t.Fatalf("%s: %v calls asked of the owner, %d to the Hub; want %v and %d", step, got, upstream(), wantAsks, wantUp)
+				}
+			}
+
+			for _, n := range c.Nodes {
+				get(n)
+			}
+			check("first call through each node", 2, 1)
+			_, owner := asks()
+			var other *Node
+			for _, n := range c.Nodes {
+				if n != owner {
+					other = n
+					break
+				}
+			}
+			for range 3 {
+				for _, n := range c.Nodes {
+					get(n)
+				}
+			}
+			check("again through every node", 2, 1)
+
+			clk.Advance(ttl + time.Second)
+			get(owner)
+			check("the owner after the TTL", 2, 2)
+			// 50 s into the owner's new TTL a non-owner asks: it may keep
+			// the answer for the 10 s left, not for a TTL of its own.
+			clk.Advance(50 * time.Second)
+			get(other)
+			check("a non-owner, its copy expired", 3, 2)
+			get(other)
+			check("the same non-owner again", 3, 2)
+			clk.Advance(11 * time.Second)
+			get(other)
+			check("the same non-owner once the owner's TTL ran out", 4, 3)
+			get(other)
+			check("the same non-owner after the owner's new fetch", 4, 3)
+			clk.Advance(ttl + time.Second)
+		})
+	}
+	// With the Hub down the owner answers from its stale copy; a stale
+	// answer is not kept, so the next call asks again.
+	hub.Close()
+	path := "/api/models/" + modelID
+	var owner, other *Node
+	for _, n := range c.Nodes {
+		if resp, _ := Get(t, n.URL+path, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("stale via %s: %d", n.Name, resp.StatusCode)
+		}
+	}
+	for _, n := range c.Nodes {
+		if gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}) > 0 {
+			owner = n
+		} else if other == nil {
+			other = n
+		}
+	}
+	if owner == nil || other == nil {
+		t.Fatal("no owner and non-owner of the repository's API calls")
+	}
+	before := gather(t, owner.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
+	for i := range 2 {
+		if resp, _ := Get(t, other.URL+path, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("stale %d via %s: %d", i+1, other.Name, resp.StatusCode)
+		}
+		if got := gather(t, owner.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}); got != before+float64(i+1) {
+			t.Fatalf("stale answer %d: %v calls asked of the owner, want %v", i+1, got, before+float64(i+1))
+		}
+	}
+}
+
 // A repository API answer at a commit is immutable: a node that asked the
 // owner for it once keeps it and answers from memory after, also once the
 // ref TTL has passed, and also for the branch while the branch's commit is
@@ -164,30 +279,33 @@ func TestKeptPrivateAPIAnswersStayPrivate(t *testing.T) {
 	hub.AddToken("hf_no", "mallory")
 	hub.Grant("hf_ok", hf.Model, "acme/private")
 	c := New(t, Options{Upstream: hub.URL()}, 3)
-	u := "/api/models/acme/private/tree/" + hub.Ref(hf.Model, "acme/private", "main")
 	auth := func(tok string) http.Header {
 		if tok == "" {
 			return nil
 		}
 		return http.Header{"Authorization": {"Bearer " + tok}}
 	}
-	want := map[string]int{}
-	for _, tok := range []string{"", "hf_no"} {
-		resp, _ := Get(t, hub.URL()+u, auth(tok))
-		if resp.StatusCode == http.StatusOK {
-			t.Fatalf("the Hub lists a private repo for token %q", tok)
-		}
-		want[tok] = resp.StatusCode
-	}
-	for range 2 {
-		for _, n := range c.Nodes {
-			resp, body := Get(t, n.URL+u, auth("hf_ok"))
-			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "config.json") {
-				t.Fatalf("approved via %s: %d", n.Name, resp.StatusCode)
+	// At a commit (kept for good) and at the default branch (kept for
+	// what is left of the owner's TTL).
+	for _, u := range []string{"/api/models/acme/private/tree/" + hub.Ref(hf.Model, "acme/private", "main"), "/api/models/acme/private"} {
+		want := map[string]int{}
+		for _, tok := range []string{"", "hf_no"} {
+			resp, _ := Get(t, hub.URL()+u, auth(tok))
+			if resp.StatusCode == http.StatusOK {
+				t.Fatalf("the Hub answers %s for token %q", u, tok)
 			}
-			for tok, status := range want {
-				if resp, _ := Get(t, n.URL+u, auth(tok)); resp.StatusCode != status {
-					t.Fatalf("token %q via %s: %d, want the Hub's %d", tok, n.Name, resp.StatusCode, status)
+			want[tok] = resp.StatusCode
+		}
+		for range 2 {
+			for _, n := range c.Nodes {
+				resp, body := Get(t, n.URL+u, auth("hf_ok"))
+				if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "config.json") {
+					t.Fatalf("%s approved via %s: %d", u, n.Name, resp.StatusCode)
+				}
+				for tok, status := range want {
+					if resp, _ := Get(t, n.URL+u, auth(tok)); resp.StatusCode != status {
+						t.Fatalf("%s, token %q via %s: %d, want the Hub's %d", u, tok, n.Name, resp.StatusCode, status)
+					}
 				}
 			}
 		}
