@@ -13,46 +13,27 @@ import (
 	"github.com/hfcache/hfcache/test/fakehub"
 )
 
-// A branch's commit is the repository owner's to resolve, at most once per
-// ref TTL from the Hub. The other nodes keep the owner's answer for what is
-// left of its TTL and serve warm hits from memory meanwhile, instead of
-// asking the owner on every request; and they never keep it longer than
-// the owner does, so a client sees a commit no older than the TTL,
-// whichever node it reaches.
-func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
-	hub := startHub(t)
-	clk := fakeclock.New(time.Now())
-	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
-	const ttl = time.Minute // the harness's RefTTL
-	get := func(n *Node) {
+// keptForWhatIsLeft drives what a non-owner keeps of a branch's answer
+// through its TTL (the harness's RefTTL, a minute): every node asks once,
+// all answer warm calls from memory, the owner asks the Hub again once the
+// TTL is over, and a non-owner that asks 50 s into the owner's new TTL
+// keeps the answer for the 10 s left, not for a TTL of its own. asks counts
+// the calls the owner answered for the others (and names the owner);
+// upstream counts the Hub's requests. It returns the owner and a non-owner.
+func keptForWhatIsLeft(t *testing.T, c *Cluster, clk *fakeclock.Clock, get func(*Node), asks func() (float64, *Node), upstream func() int) (owner, other *Node) {
+	t.Helper()
+	const ttl = time.Minute
+	check := func(step string, wantAsks float64, wantUp int) {
 		t.Helper()
-		resp, _ := Get(t, fileURL(n, "config.json"), nil)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("via %s: %d", n.Name, resp.StatusCode)
+		if got, _ := asks(); got != wantAsks || upstream() != wantUp {
+			t.Fatalf("%s: %v asked of the owner, %d to the Hub; want %v and %d", step, got, upstream(), wantAsks, wantUp)
 		}
 	}
-	peerResolves := func() (total float64, owner *Node) {
-		for _, n := range c.Nodes {
-			if v := gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_resolve"}); v > 0 {
-				total, owner = total+v, n
-			}
-		}
-		return total, owner
-	}
-	heads := func() int { return hub.Stats().Requests(http.MethodHead, "/"+modelID+"/resolve/") }
-	check := func(step string, wantAsks float64, wantHeads int) {
-		t.Helper()
-		if got, _ := peerResolves(); got != wantAsks || heads() != wantHeads {
-			t.Fatalf("%s: %v resolves asked of the owner, %d HEADs to the Hub; want %v and %d", step, got, heads(), wantAsks, wantHeads)
-		}
-	}
-
 	for _, n := range c.Nodes {
 		get(n)
 	}
 	check("first request through each node", 2, 1)
-	_, owner := peerResolves()
-	var other *Node
+	_, owner = asks()
 	for _, n := range c.Nodes {
 		if n != owner {
 			other = n
@@ -64,14 +45,11 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 			get(n)
 		}
 	}
-	check("warm hits through every node", 2, 1)
+	check("warm through every node", 2, 1)
 
 	clk.Advance(ttl + time.Second)
 	get(owner)
 	check("the owner after the TTL", 2, 2)
-
-	// 50 s into the owner's new TTL a non-owner asks: it may keep the
-	// commit for the 10 s left, not for a TTL of its own.
 	clk.Advance(50 * time.Second)
 	get(other)
 	check("a non-owner, its copy expired", 3, 2)
@@ -80,35 +58,69 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 	clk.Advance(11 * time.Second)
 	get(other)
 	check("the same non-owner once the owner's TTL ran out", 4, 3)
-	// The owner answered that from a HEAD it made for it: fresh for a TTL.
+	// The owner answered that from a Hub request it made for it: fresh
+	// for a TTL.
 	get(other)
-	check("the same non-owner after the owner's new HEAD", 4, 3)
+	check("the same non-owner after the owner's new request", 4, 3)
+	return owner, other
+}
+
+// peerCalls sums a peer route's requests over the nodes, less a baseline
+// per node, and names the node that answered any.
+func peerCalls(t *testing.T, c *Cluster, route string, base map[*Node]float64) (total float64, owner *Node) {
+	for _, n := range c.Nodes {
+		if v := gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": route}) - base[n]; v > 0 {
+			total, owner = total+v, n
+		}
+	}
+	return total, owner
+}
+
+// A branch's commit is the repository owner's to resolve, at most once per
+// ref TTL from the Hub. The other nodes keep the owner's answer for what is
+// left of its TTL and serve warm hits from memory meanwhile, instead of
+// asking the owner on every request; and they never keep it longer than
+// the owner does, so a client sees a commit no older than the TTL,
+// whichever node it reaches.
+func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
+	hub := startHub(t)
+	clk := fakeclock.New(time.Now())
+	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
+	get := func(n *Node) {
+		t.Helper()
+		resp, _ := Get(t, fileURL(n, "config.json"), nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("via %s: %d", n.Name, resp.StatusCode)
+		}
+	}
+	resolves := func() (float64, *Node) { return peerCalls(t, c, "peer_resolve", nil) }
+	heads := func() int { return hub.Stats().Requests(http.MethodHead, "/"+modelID+"/resolve/") }
+	_, other := keptForWhatIsLeft(t, c, clk, get, resolves, heads)
 
 	// With the Hub down the owner answers from its stale commit; a stale
 	// answer is not kept, so the next request asks again.
-	clk.Advance(ttl + time.Second)
+	clk.Advance(time.Minute + time.Second)
 	hub.Close()
 	for i := range 2 {
 		get(other)
-		if got, _ := peerResolves(); got != float64(5+i) {
+		if got, _ := resolves(); got != float64(5+i) {
 			t.Fatalf("stale answer %d: %v resolves asked of the owner, want %d", i+1, got, 5+i)
 		}
 	}
 }
 
-// An API answer for a branch, or for the default branch (info without a
-// revision, as `model_info` asks), is the repository owner's to fetch, at
-// most once per ref TTL. The other nodes keep the owner's answer for what
-// is left of that TTL, never longer, so a client sees an answer no older
-// than the TTL whichever node it reaches; an answer the owner served stale
-// (the Hub down) is not kept.
+// An API answer at a branch, or at the default branch (info without a
+// revision, as `model_info` asks), is kept by the other nodes the same way:
+// for what is left of the owner's TTL, never longer; an answer the owner
+// served stale (the Hub down) is not kept.
 func TestNonOwnersKeepBranchAPIAnswersForWhatIsLeftOfTheirTTL(t *testing.T) {
 	hub := startHub(t)
 	clk := fakeclock.New(time.Now())
 	c := New(t, Options{Upstream: hub.URL(), NodeConfig: func(cfg *node.Config) { cfg.Now = clk.Now }}, 3)
-	const ttl = time.Minute // the harness's RefTTL
 	sha := hub.Ref(hf.Model, modelID, "main")
-	for _, path := range []string{"/api/models/" + modelID, "/api/models/" + modelID + "/revision/main"} {
+	info := "/api/models/" + modelID
+	var owner, other *Node
+	for _, path := range []string{info, info + "/revision/main"} {
 		t.Run(path, func(t *testing.T) {
 			get := func(n *Node) {
 				t.Helper()
@@ -121,91 +133,27 @@ func TestNonOwnersKeepBranchAPIAnswersForWhatIsLeftOfTheirTTL(t *testing.T) {
 			for _, n := range c.Nodes {
 				base[n] = gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
 			}
-			asks := func() (total float64, owner *Node) {
-				for _, n := range c.Nodes {
-					if v := gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}) - base[n]; v > 0 {
-						total, owner = total+v, n
-					}
-				}
-				return total, owner
-			}
-			// Info calls to the Hub, at the branch or at its commit.
-			upstream := func() int {
-				return hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID) - hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID+"/")
-			}
-			if strings.Contains(path, "/revision/") {
-				upstream = func() int { return hub.Stats().Requests(http.MethodGet, "/api/models/"+modelID+"/revision/") }
-			}
-			check := func(step string, wantAsks float64, wantUp int) {
-				t.Helper()
-				if got, _ := asks(); got != wantAsks || upstream() != wantUp {
-					t.Fatalf("%s: %v calls asked of the owner, %d to the Hub; want %v and %d", step, got, upstream(), wantAsks, wantUp)
-				}
-			}
-
-			for _, n := range c.Nodes {
-				get(n)
-			}
-			check("first call through each node", 2, 1)
-			_, owner := asks()
-			var other *Node
-			for _, n := range c.Nodes {
-				if n != owner {
-					other = n
-					break
-				}
-			}
-			for range 3 {
-				for _, n := range c.Nodes {
-					get(n)
-				}
-			}
-			check("again through every node", 2, 1)
-
-			clk.Advance(ttl + time.Second)
-			get(owner)
-			check("the owner after the TTL", 2, 2)
-			// 50 s into the owner's new TTL a non-owner asks: it may keep
-			// the answer for the 10 s left, not for a TTL of its own.
-			clk.Advance(50 * time.Second)
-			get(other)
-			check("a non-owner, its copy expired", 3, 2)
-			get(other)
-			check("the same non-owner again", 3, 2)
-			clk.Advance(11 * time.Second)
-			get(other)
-			check("the same non-owner once the owner's TTL ran out", 4, 3)
-			get(other)
-			check("the same non-owner after the owner's new fetch", 4, 3)
-			clk.Advance(ttl + time.Second)
+			asks := func() (float64, *Node) { return peerCalls(t, c, "peer_api", base) }
+			// Info calls to the Hub, by name or at the commit a fresh
+			// branch maps to.
+			upBase := hub.Stats().Requests(http.MethodGet, info)
+			upstream := func() int { return hub.Stats().Requests(http.MethodGet, info) - upBase }
+			owner, other = keptForWhatIsLeft(t, c, clk, get, asks, upstream)
+			clk.Advance(time.Minute + time.Second)
 		})
-	}
-	// With the Hub down the owner answers from its stale copy; a stale
-	// answer is not kept, so the next call asks again.
-	hub.Close()
-	path := "/api/models/" + modelID
-	var owner, other *Node
-	for _, n := range c.Nodes {
-		if resp, _ := Get(t, n.URL+path, nil); resp.StatusCode != http.StatusOK {
-			t.Fatalf("stale via %s: %d", n.Name, resp.StatusCode)
-		}
-	}
-	for _, n := range c.Nodes {
-		if gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}) > 0 {
-			owner = n
-		} else if other == nil {
-			other = n
-		}
 	}
 	if owner == nil || other == nil {
 		t.Fatal("no owner and non-owner of the repository's API calls")
 	}
-	before := gather(t, owner.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
+	// With the Hub down the owner answers from its stale copy; a stale
+	// answer is not kept, so the next call asks again.
+	hub.Close()
+	before, _ := peerCalls(t, c, "peer_api", nil)
 	for i := range 2 {
-		if resp, _ := Get(t, other.URL+path, nil); resp.StatusCode != http.StatusOK {
+		if resp, _ := Get(t, other.URL+info, nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("stale %d via %s: %d", i+1, other.Name, resp.StatusCode)
 		}
-		if got := gather(t, owner.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"}); got != before+float64(i+1) {
+		if got, _ := peerCalls(t, c, "peer_api", nil); got != before+float64(i+1) {
 			t.Fatalf("stale answer %d: %v calls asked of the owner, want %v", i+1, got, before+float64(i+1))
 		}
 	}
