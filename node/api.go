@@ -60,8 +60,7 @@ type APIResponse struct {
 	// FreshMillis, for a call at a branch (or the default branch), is how
 	// much longer the owner holds what it answered from fresh: the answer
 	// itself, or with Commit the branch's commit. A peer keeps it that
-	// long, never longer (0: not at all). A duration, not a time, so the
-	// nodes' clocks need not agree.
+	// long, never longer (0: not at all), as with PeerFile.RefFreshMillis.
 	FreshMillis int64 `json:"fresh_ms,omitempty"`
 }
 
@@ -131,10 +130,6 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	if resp.Status != http.StatusOK || resp.Stale || len(resp.Body) > maxKeptAPIBody {
 		return &resp, nil
 	}
-	now := n.cfg.Now()
-	// What the owner holds fresh for fresh more, as if learnt here then.
-	fresh := min(time.Duration(resp.FreshMillis)*time.Millisecond, r.RefTTL)
-	learnt := now.Add(fresh - r.RefTTL)
 	keep := func(key string, at time.Time) {
 		n.access.accepted(scope(r, req.Repo), token)
 		put(n.meta, bucketAPI, key, apiEntry{
@@ -143,14 +138,12 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	}
 	switch {
 	case hf.IsCommit(resp.Commit) && (!req.Revision.IsCommit() || resp.Commit == string(req.Revision)):
-		keep(apiKey(r, req, hf.Revision(resp.Commit)), now)
-		if fresh > 0 && req.Revision != "" && !req.Revision.IsCommit() {
-			// The owner answered the branch at its fresh commit: so will
-			// this node, for as long as the owner would.
-			put(n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision)), refEntry{Commit: resp.Commit, At: learnt})
-		}
-	case resp.Commit == "" && fresh > 0 && !rev.IsCommit():
-		keep(apiKey(r, req, rev), learnt)
+		keep(apiKey(r, req, hf.Revision(resp.Commit)), n.cfg.Now())
+		// The owner answered the branch at its fresh commit: so will this
+		// node, for as long as the owner would.
+		n.keepRef(r, req.Repo, req.Revision, resp.Commit, resp.FreshMillis)
+	case resp.Commit == "" && resp.FreshMillis > 0 && !rev.IsCommit():
+		keep(apiKey(r, req, rev), n.learntAt(r, resp.FreshMillis))
 	}
 	return &resp, nil
 }
@@ -178,9 +171,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 		if rev.IsCommit() {
 			resp.Commit, learnt = string(rev), refAt
 		}
-		if left := r.RefTTL - now.Sub(learnt); !learnt.IsZero() && left >= time.Millisecond {
-			resp.FreshMillis = left.Milliseconds()
-		}
+		resp.FreshMillis = n.freshMillis(r, learnt)
 		return resp
 	}
 	key := apiKey(r, req, rev)

@@ -82,10 +82,8 @@ type PeerAPIRequest struct {
 func (n *Node) ToPeer(f *File) PeerFile {
 	pf := PeerFile{Commit: f.Commit, Blob: f.Blob.String(), Size: f.Size, ContentType: f.ContentType,
 		ContentDisposition: f.ContentDisposition, Stale: f.Stale, Location: f.location, XetHash: f.XetHash}
-	if !f.refAt.IsZero() && !f.Stale && f.remote != nil {
-		if left := f.remote.RefTTL - n.cfg.Now().Sub(f.refAt); left >= time.Millisecond {
-			pf.RefFreshMillis = left.Milliseconds()
-		}
+	if !f.Stale && f.remote != nil {
+		pf.RefFreshMillis = n.freshMillis(f.remote, f.refAt)
 	}
 	return pf
 }

@@ -239,9 +239,8 @@ func (n *Node) Resolve(ctx context.Context, req FileRequest) (*File, error) {
 	put(n.meta, bucketFiles, fileKey(r, req.Repo, f.Commit, req.Path), fileEntry{
 		Blob: pf.Blob, Size: pf.Size, ContentType: f.ContentType, ContentDisposition: f.ContentDisposition, XetHash: pf.XetHash,
 	})
-	if fresh := time.Duration(pf.RefFreshMillis) * time.Millisecond; fresh > 0 && !req.Revision.IsCommit() && !f.Stale {
-		fresh = min(fresh, r.RefTTL)
-		put(n.meta, bucketRefs, refKey(r, req.Repo, string(req.Revision)), refEntry{Commit: f.Commit, At: n.cfg.Now().Add(fresh - r.RefTTL)})
+	if !f.Stale {
+		n.keepRef(r, req.Repo, req.Revision, f.Commit, pf.RefFreshMillis)
 	}
 	return f, nil
 }
@@ -281,6 +280,31 @@ func (n *Node) freshCommit(r *Remote, repo hf.Repo, rev hf.Revision) (refEntry, 
 		return refEntry{}, false
 	}
 	return ref, true
+}
+
+// freshMillis is how much longer what this node learnt at at stays fresh
+// (within the ref TTL), in whole milliseconds: how long a peer may keep it
+// (0: not at all; also for a zero at). A duration, not a time, so the
+// nodes' clocks need not agree.
+func (n *Node) freshMillis(r *Remote, at time.Time) int64 {
+	if left := r.RefTTL - n.cfg.Now().Sub(at); !at.IsZero() && left >= time.Millisecond {
+		return left.Milliseconds()
+	}
+	return 0
+}
+
+// learntAt is when this node would have learnt what a peer holds fresh for
+// ms more: kept as learnt then, it goes stale here when it does there.
+func (n *Node) learntAt(r *Remote, ms int64) time.Time {
+	return n.cfg.Now().Add(min(time.Duration(ms)*time.Millisecond, r.RefTTL) - r.RefTTL)
+}
+
+// keepRef remembers a branch's or tag's commit that its owner holds fresh
+// for ms more, for that long and no longer.
+func (n *Node) keepRef(r *Remote, repo hf.Repo, rev hf.Revision, commit string, ms int64) {
+	if ms > 0 && rev != "" && !rev.IsCommit() {
+		put(n.meta, bucketRefs, refKey(r, repo, string(rev)), refEntry{Commit: commit, At: n.learntAt(r, ms)})
+	}
 }
 
 // viaOwner makes a peer call to the owner of key: the first reachable node
