@@ -390,7 +390,6 @@ func (l *eloop) read(c *econn) (bool, error) {
 			return false, nil
 		}
 		c.head = from + end + 4
-		c.noteStatus(c.buf[:c.head])
 		if err := c.checkHead(c.buf[:c.head], l.bodySize); err != nil {
 			return false, err
 		}
@@ -449,12 +448,13 @@ func (c *econn) statusLine() string {
 	return fmt.Sprintf("status line %q", c.status)
 }
 
-// checkHead checks a response head (status line, headers, blank line):
-// a 200 with a Content-Length of exactly bodySize, no Transfer-Encoding, no
-// Connection: close.
+// checkHead notes a response head's status line and checks the head
+// (status line, headers, blank line): a 200 with a Content-Length of
+// exactly bodySize, no Transfer-Encoding, no Connection: close.
 func (c *econn) checkHead(head []byte, bodySize int64) error {
-	line, rest, _ := bytes.Cut(head, []byte("\n"))
-	line = trimEOL(line)
+	c.noteStatus(head)
+	line := c.status
+	_, rest, _ := bytes.Cut(head, []byte("\n"))
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || string(line[9:12]) != "200" || (len(line) > 12 && line[12] != ' ') {
 		return fmt.Errorf("%s, want 200", c.statusLine())
 	}
