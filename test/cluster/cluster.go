@@ -66,6 +66,10 @@ type Cluster struct {
 	logs  *logTail // every node's log lines, printed if the test fails
 }
 
+// refTTL is the ref TTL of every node's default remote, which the tests
+// that walk a branch through its TTL count on.
+const refTTL = time.Minute
+
 // New starts n nodes; the second and later join the first.
 func New(t *testing.T, opts Options, n int) *Cluster {
 	t.Helper()
@@ -216,7 +220,7 @@ func (c *Cluster) Add() *Node {
 	if c.opts.NodeConfig != nil {
 		c.opts.NodeConfig(&ncfg)
 	}
-	remote := &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyOnDemand}
+	remote := &node.Remote{Name: node.DefaultRemote, Hub: hc, RefTTL: refTTL, Policy: node.PolicyOnDemand}
 	if c.opts.Remote != nil {
 		c.opts.Remote(remote)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // keptForWhatIsLeft drives what a non-owner keeps of a branch's answer
-// through its TTL (the harness's RefTTL, a minute): every node asks once,
+// through its TTL (refTTL, a minute): every node asks once,
 // all answer warm calls from memory, the owner asks the Hub again once the
 // TTL is over, and a non-owner that asks 50 s into the owner's new TTL
 // keeps the answer for the 10 s left, not for a TTL of its own. asks counts
@@ -22,7 +22,6 @@ import (
 // upstream counts the Hub's requests. It returns the owner and a non-owner.
 func keptForWhatIsLeft(t *testing.T, c *Cluster, clk *fakeclock.Clock, get func(*Node), asks func() (float64, *Node), upstream func() int) (owner, other *Node) {
 	t.Helper()
-	const ttl = time.Minute
 	check := func(step string, wantAsks float64, wantUp int) {
 		t.Helper()
 		if got, _ := asks(); got != wantAsks || upstream() != wantUp {
@@ -47,7 +46,7 @@ func keptForWhatIsLeft(t *testing.T, c *Cluster, clk *fakeclock.Clock, get func(
 	}
 	check("warm through every node", 2, 1)
 
-	clk.Advance(ttl + time.Second)
+	clk.Advance(refTTL + time.Second)
 	get(owner)
 	check("the owner after the TTL", 2, 2)
 	clk.Advance(50 * time.Second)
@@ -99,7 +98,7 @@ func TestNonOwnersKeepTheBranchForWhatIsLeftOfItsTTL(t *testing.T) {
 
 	// With the Hub down the owner answers from its stale commit; a stale
 	// answer is not kept, so the next request asks again.
-	clk.Advance(time.Minute + time.Second)
+	clk.Advance(refTTL + time.Second)
 	hub.Close()
 	for i := range 2 {
 		get(other)
@@ -139,7 +138,7 @@ func TestNonOwnersKeepBranchAPIAnswersForWhatIsLeftOfTheirTTL(t *testing.T) {
 			upBase := hub.Stats().Requests(http.MethodGet, info)
 			upstream := func() int { return hub.Stats().Requests(http.MethodGet, info) - upBase }
 			owner, other = keptForWhatIsLeft(t, c, clk, get, asks, upstream)
-			clk.Advance(time.Minute + time.Second)
+			clk.Advance(refTTL + time.Second)
 		})
 	}
 	if owner == nil || other == nil {

@@ -184,7 +184,7 @@ func TestImmediateWarmAcrossCluster(t *testing.T) {
 	t.Cleanup(hc.Close)
 	item := node.WarmItem{Remote: node.DefaultRemote, Repository: "warm", Repo: hf.Repo{Type: hf.Model, ID: warmID}, Revision: "main", Include: []string{"*.safetensors"}}
 	for _, n := range c.Nodes {
-		n.Node.SetRemotes([]*node.Remote{{Name: node.DefaultRemote, Hub: hc, RefTTL: time.Minute, Policy: node.PolicyImmediate}})
+		n.Node.SetRemotes([]*node.Remote{{Name: node.DefaultRemote, Hub: hc, RefTTL: refTTL, Policy: node.PolicyImmediate}})
 		n.Node.SetWarm([]node.WarmItem{item})
 	}
 	var shards []string
