@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawLoadFor is a lean HTTP/1.1 keep-alive load generator for small
@@ -192,28 +194,19 @@ func dialRaw(a *net.TCPAddr, timeout time.Duration) (int, error) {
 // (SO_SNDTIMEO) it is not restarted after a signal, and the Go runtime
 // signals its threads to preempt them, so it failed with EINTR.
 func awaitConnect(fd int, timeout time.Duration) error {
-	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("epoll_create1: %w", err)
-	}
-	defer syscall.Close(ep)
-	ev := syscall.EpollEvent{Events: syscall.EPOLLOUT}
-	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return fmt.Errorf("epoll_ctl: %w", err)
-	}
 	deadline := time.Now().Add(timeout)
-	events := make([]syscall.EpollEvent, 1)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("no answer in %v", timeout)
 		}
-		n, err := syscall.EpollWait(ep, events, int(left.Milliseconds())+1)
-		if err == syscall.EINTR {
+		n, err := unix.Poll(pfd, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("epoll_wait: %w", err)
+			return fmt.Errorf("poll: %w", err)
 		}
 		if n > 0 {
 			break
