@@ -112,8 +112,7 @@ func (n *Node) api(ctx context.Context, r *Remote, req APIRequest) (*APIResponse
 	// was left of the ref TTL when the owner fetched it. A branch goes by
 	// its commit while that is fresh here.
 	rev, _ := n.apiRevision(r, req)
-	if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok && n.mayRead(cached, appendScope(nil, r, req.Repo), token) &&
-		(rev.IsCommit() || n.cfg.Now().Sub(cached.At) < r.RefTTL) {
+	if cached, ok := get[apiEntry](n.meta, bucketAPI, apiKey(r, req, rev)); ok && n.servable(r, cached, rev, appendScope(nil, r, req.Repo), token) {
 		return cached.response(false), nil
 	}
 	var resp APIResponse
@@ -158,7 +157,6 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	}
 	token := r.upstreamToken(req.Access, req.Token)
 	repoKey := appendScope(nil, r, req.Repo)
-	now := n.cfg.Now()
 
 	rev, refAt := n.apiRevision(r, req)
 	// forPeer marks what a peer may keep: an answer at a commit for good
@@ -176,7 +174,7 @@ func (n *Node) APILocal(ctx context.Context, req APIRequest) (*APIResponse, erro
 	}
 	key := apiKey(r, req, rev)
 	cached, ok := get[apiEntry](n.meta, bucketAPI, key)
-	if ok && n.mayRead(cached, repoKey, token) && (rev.IsCommit() || now.Sub(cached.At) < r.RefTTL) {
+	if ok && n.servable(r, cached, rev, repoKey, token) {
 		return forPeer(cached), nil
 	}
 
@@ -218,6 +216,13 @@ func (n *Node) apiRevision(r *Remote, req APIRequest) (rev hf.Revision, refAt ti
 		}
 	}
 	return req.Revision, time.Time{}
+}
+
+// servable reports whether a kept answer e at rev goes to a caller with
+// token without asking again: the caller may read it, and it is at a
+// commit (immutable) or still fresh.
+func (n *Node) servable(r *Remote, e apiEntry, rev hf.Revision, repoKey []byte, token string) bool {
+	return n.mayRead(e, repoKey, token) && (rev.IsCommit() || n.fresh(r, e.At))
 }
 
 // mayRead reports whether a caller with token may get a cached answer:

@@ -276,11 +276,15 @@ func (n *Node) cachedFile(r *Remote, req FileRequest, token string) (f *File, re
 func (n *Node) freshCommit(r *Remote, repo hf.Repo, rev hf.Revision) (refEntry, bool) {
 	var kb keyBuf
 	ref, ok := lookup[refEntry](n.meta, appendRefKey(bucketKey(kb[:0], bucketRefs), r, repo, string(rev)))
-	if !ok || n.cfg.Now().Sub(ref.At) >= r.RefTTL {
+	if !ok || !n.fresh(r, ref.At) {
 		return refEntry{}, false
 	}
 	return ref, true
 }
+
+// fresh reports whether what this node learnt at at is still within r's
+// ref TTL.
+func (n *Node) fresh(r *Remote, at time.Time) bool { return n.cfg.Now().Sub(at) < r.RefTTL }
 
 // freshMillis is how much longer what this node learnt at at stays fresh
 // (within the ref TTL), in whole milliseconds: how long a peer may keep it
@@ -459,7 +463,7 @@ func (n *Node) resolveStale(r *Remote, req FileRequest, token string) (*File, bo
 		if !ok {
 			return nil, false
 		}
-		commit, stale = ref.Commit, n.cfg.Now().Sub(ref.At) >= r.RefTTL
+		commit, stale = ref.Commit, !n.fresh(r, ref.At)
 	}
 	fe, ok := get[fileEntry](n.meta, bucketFiles, fileKey(r, req.Repo, commit, req.Path))
 	if !ok {
