@@ -502,9 +502,9 @@ func openWhole(t *testing.T, n *Node) io.ReadCloser {
 type fileSink struct {
 	mu        sync.Mutex
 	buf       bytes.Buffer
-	fromFile  int // ReadFrom calls given a *io.LimitedReader around an *os.File
-	otherRead int // ReadFrom calls given anything else
-	got       chan int
+	fromFile  int      // ReadFrom calls given a *io.LimitedReader around an *os.File
+	otherRead int      // ReadFrom calls given anything else
+	got       chan int // the newest total, capacity 1
 }
 
 func (s *fileSink) Write(p []byte) (int, error) {
@@ -527,10 +527,15 @@ func (s *fileSink) ReadFrom(r io.Reader) (int64, error) {
 	n, err := s.buf.ReadFrom(r)
 	total := s.buf.Len()
 	s.mu.Unlock()
+	// got holds the newest total only. A total the test has not taken yet
+	// is replaced, not kept in place of this one: the test waits for a
+	// total, and a stale one would leave it waiting while the reader waits
+	// for the fill. ReadFrom is the only sender, so the send cannot block.
 	select {
-	case s.got <- total:
+	case <-s.got:
 	default:
 	}
+	s.got <- total
 	return n, err
 }
 
