@@ -291,7 +291,10 @@ func (n *Node) fresh(r *Remote, at time.Time) bool { return n.cfg.Now().Sub(at) 
 // (0: not at all; also for a zero at). A duration, not a time, so the
 // nodes' clocks need not agree.
 func (n *Node) freshMillis(r *Remote, at time.Time) int64 {
-	if left := r.RefTTL - n.cfg.Now().Sub(at); !at.IsZero() && left >= time.Millisecond {
+	if at.IsZero() { // nothing learnt (a file or an answer at a commit): no clock read
+		return 0
+	}
+	if left := r.RefTTL - n.cfg.Now().Sub(at); left >= time.Millisecond {
 		return left.Milliseconds()
 	}
 	return 0
