@@ -424,13 +424,15 @@ func readFD(fd int, p []byte) (int, error) {
 }
 
 // noteStatus keeps the status line at the start of b, if b has a whole
-// one, for the errors that quote it.
-func (c *econn) noteStatus(b []byte) {
+// one, for the errors that quote it, and returns what follows that line.
+func (c *econn) noteStatus(b []byte) (rest []byte) {
 	c.status = nil
-	if line, _, ok := bytes.Cut(b, []byte("\n")); ok {
+	line, rest, ok := bytes.Cut(b, []byte("\n"))
+	if ok {
 		line = trimEOL(line)
 		c.status = append(c.statusBuf[:0], line[:min(len(line), len(c.statusBuf))]...)
 	}
+	return rest
 }
 
 // statusLine describes the noted status line.
@@ -445,9 +447,8 @@ func (c *econn) statusLine() string {
 // (status line, headers, blank line): a 200 with a Content-Length of
 // exactly bodySize, no Transfer-Encoding, no Connection: close.
 func (c *econn) checkHead(head []byte, bodySize int64) error {
-	c.noteStatus(head)
+	rest := c.noteStatus(head)
 	line := c.status
-	_, rest, _ := bytes.Cut(head, []byte("\n"))
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || string(line[9:12]) != "200" || (len(line) > 12 && line[12] != ' ') {
 		return fmt.Errorf("%s, want 200", c.statusLine())
 	}
