@@ -176,15 +176,10 @@ func TestNonOwnersKeepAPIAnswersAtACommit(t *testing.T) {
 			t.Fatalf("tree %s via %s: %d %s", rev, n.Name, resp.StatusCode, body)
 		}
 	}
-	asks := func() (total float64) {
-		for _, n := range c.Nodes {
-			total += gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
-		}
-		return total
-	}
 	check := func(step string, wantAsks float64, wantUpstream int) {
 		t.Helper()
-		got, up := asks(), hub.Stats().Requests(http.MethodGet, tree(sha))
+		got, _ := peerCalls(t, c, "peer_api", nil)
+		up := hub.Stats().Requests(http.MethodGet, tree(sha))
 		if got != wantAsks || up != wantUpstream {
 			t.Fatalf("%s: %v API calls asked of the owner, %d upstream; want %v and %d", step, got, up, wantAsks, wantUpstream)
 		}
@@ -278,11 +273,7 @@ func TestLargeAPIAnswersAreNotKept(t *testing.T) {
 			}
 		}
 	}
-	var asks float64
-	for _, n := range c.Nodes {
-		asks += gather(t, n.Metrics, "hfcache_http_requests_total", map[string]string{"route": "peer_api"})
-	}
-	if asks != 4 || hub.Stats().Requests(http.MethodGet, u) != 1 {
+	if asks, _ := peerCalls(t, c, "peer_api", nil); asks != 4 || hub.Stats().Requests(http.MethodGet, u) != 1 {
 		t.Fatalf("%v API calls asked of the owner (want 4: not kept), %d upstream (want 1)", asks, hub.Stats().Requests(http.MethodGet, u))
 	}
 }
